@@ -1,0 +1,198 @@
+"""A bond: its members' actors, its aggregator's selection, and min_links.
+
+:class:`LacpBond` takes events (a received frame, a link change, a clock tick)
+and returns an :class:`Update`: the LACPDUs to transmit and the members whose
+collecting/distributing state changed. It never raises on a bad frame: it
+counts it. No I/O, no clock of its own.
+
+Selection: the aggregator takes the partner identity (system priority, system,
+key) of its members; a member is SELECTED only when its link is up, its
+partner is known from LACPDUs and aggregatable, and that identity matches the
+aggregator's. A member cabled to another device or bond stays UNSELECTED and
+``reason`` says why.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from ryu_lag.lacp.member import ActorConfig, Member, Mode, MuxState, Rate, RxState
+from ryu_lag.lacp.pdu import Lacpdu, LacpState, PduError, decode_frame
+
+DEFAULT_SYSTEM_PRIORITY = 32768
+DEFAULT_PORT_PRIORITY = 32768
+
+PartnerId = tuple[int, str, int]  # system priority, system, key
+
+
+@dataclass(frozen=True)
+class BondSettings:
+    """How a bond negotiates; ``key`` identifies the bond to the partner."""
+
+    key: int
+    mode: Mode = Mode.ACTIVE
+    rate: Rate = Rate.SLOW
+    system_priority: int = DEFAULT_SYSTEM_PRIORITY
+    port_priority: int = DEFAULT_PORT_PRIORITY
+    min_links: int = 1
+
+
+@dataclass(frozen=True)
+class Transmit:
+    """Send ``pdu`` out of member ``port``."""
+
+    port: int
+    pdu: Lacpdu
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    """A member's data-plane role changed."""
+
+    port: int
+    collecting: bool
+    distributing: bool
+
+
+@dataclass
+class Update:
+    """What the caller must do after an event."""
+
+    transmit: list[Transmit] = field(default_factory=list)
+    changes: list[MemberChange] = field(default_factory=list)
+
+    def extend(self, other: Update) -> None:
+        self.transmit.extend(other.transmit)
+        self.changes.extend(other.changes)
+
+
+class LacpBond:
+    """The LACP engine of one bond (one aggregator)."""
+
+    def __init__(self, settings: BondSettings, system: str, ports: Iterable[int]) -> None:
+        self.settings = settings
+        self.system = system
+        self.members: dict[int, Member] = {}
+        for port in sorted(set(ports)):
+            config = ActorConfig(
+                system=system,
+                system_priority=settings.system_priority,
+                key=settings.key,
+                port=port,
+                port_priority=settings.port_priority,
+                mode=settings.mode,
+                rate=settings.rate,
+            )
+            self.members[port] = Member(config)
+        self.partner_id: PartnerId | None = None
+        self._roles: dict[int, tuple[bool, bool]] = {p: (False, False) for p in self.members}
+
+    # ---- events ----------------------------------------------------------
+    def set_link(self, port: int, up: bool, now: float) -> Update:
+        """The member's link went up or down (PORT_STATUS or port description)."""
+        self.members[port].set_link(up, now)
+        return self._settle(now)
+
+    def receive_frame(self, port: int, frame: bytes, now: float) -> Update:
+        """A slow-protocols frame arrived on member ``port``; bad ones are counted."""
+        member = self.members[port]
+        try:
+            _, pdu = decode_frame(frame)
+        except PduError:
+            member.bad_pdu()
+            return Update()
+        member.receive(pdu, now)
+        return self._settle(now)
+
+    def tick(self, now: float) -> Update:
+        """Run timers: expiry, aggregate wait, periodic transmission."""
+        for member in self.members.values():
+            member.run_timers(now)
+        return self._settle(now)
+
+    # ---- views -----------------------------------------------------------
+    def distributing_count(self) -> int:
+        return sum(1 for m in self.members.values() if m.distributing)
+
+    def is_up(self) -> bool:
+        """The bond carries traffic: at least min_links members distribute."""
+        return self.distributing_count() >= max(1, self.settings.min_links)
+
+    def next_deadline(self) -> float | None:
+        return min((t for m in self.members.values() if (t := m.next_deadline()) is not None), default=None)
+
+    def reason(self, port: int) -> str:
+        """Why a member is (not) carrying traffic, in words."""
+        member = self.members[port]
+        if not member.link_up:
+            return "link down"
+        if member.rx_state is RxState.DEFAULTED:
+            if member.config.mode is Mode.PASSIVE:
+                return "no LACPDU from partner (we are passive: partner passive or absent)"
+            return "no LACPDU from partner"
+        if member.rx_state is RxState.EXPIRED and member.counters.last_rx is None:
+            return "waiting for first LACPDU"
+        if not member.selected:
+            if not member.partner.state & LacpState.AGGREGATION:
+                return "partner port is individual (not aggregatable)"
+            return (
+                f"partner {self._partner_id(member)} differs from the aggregator's partner {self.partner_id}"
+            )
+        if member.rx_state is RxState.EXPIRED:
+            return "partner LACPDUs expired"
+        if member.mux is MuxState.WAITING:
+            return "aggregate wait"
+        if not member.partner_matched:
+            return "partner has not yet seen our actor information"
+        if not member.partner_sync:
+            return "partner not in sync"
+        if not member.distributing:
+            return "partner not collecting"
+        if not member.enabled:
+            return f"bond below min_links ({self.distributing_count()} of {self.settings.min_links})"
+        return "distributing"
+
+    # ---- internals -------------------------------------------------------
+    @staticmethod
+    def _partner_id(member: Member) -> PartnerId:
+        p = member.partner
+        return (p.system_priority, p.system, p.key)
+
+    def _candidate(self, member: Member) -> bool:
+        return (
+            member.link_up
+            and member.has_partner
+            and bool(member.partner.state & LacpState.AGGREGATION)
+            and member.partner.system != self.system  # looped back to ourselves
+        )
+
+    def _select(self) -> None:
+        candidates = [m for m in self.members.values() if self._candidate(m)]
+        ids = collections.Counter(self._partner_id(m) for m in candidates)
+        if self.partner_id not in ids:
+            # Most members first; ties go to the identity of the lowest port.
+            order = {pid: -min(m.port for m in candidates if self._partner_id(m) == pid) for pid in ids}
+            self.partner_id = max(ids, key=lambda pid: (ids[pid], order[pid]), default=None)
+        chosen = {m.port for m in candidates if self._partner_id(m) == self.partner_id}
+        for member in self.members.values():
+            member.selected = member.port in chosen
+
+    def _settle(self, now: float) -> Update:
+        self._select()
+        for member in self.members.values():
+            member.run_mux(now)
+        up = self.is_up()
+        for member in self.members.values():
+            member.enabled = up and member.distributing
+        update = Update()
+        for port, member in self.members.items():
+            role = (member.collecting, member.enabled)
+            if role != self._roles[port]:
+                self._roles[port] = role
+                update.changes.append(MemberChange(port, *role))
+            pdu = member.poll_transmit(now)
+            if pdu is not None:
+                update.transmit.append(Transmit(port, pdu))
+        return update

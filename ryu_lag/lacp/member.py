@@ -1,0 +1,308 @@
+"""One bond member's LACP actor: receive, periodic/transmit and mux machines.
+
+Rules this module keeps (802.1AX-2008 clause 5.4):
+- How long we wait before expiring follows OUR Timeout bit (3 s short, 90 s
+  long); how often we transmit follows the PARTNER's Timeout bit (1 s / 30 s).
+- A passive actor transmits only while its partner is active.
+- Any change of our actor state sets need-to-transmit; at most
+  ``MAX_TX_PER_FAST_PERIOD`` PDUs go out per fast periodic time.
+- State bits tell the truth: Sync only when attached, Collecting/Distributing
+  only when the mux is there, Defaulted/Expired from the receive machine.
+
+Selection is decided by the bond (``ryu_lag.lacp.bond``), which sets
+``selected``; nothing here reads a clock: every method takes ``now``.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from dataclasses import dataclass, field
+
+from ryu_lag.lacp.pdu import NULL_PORT_INFO, Lacpdu, LacpState, PortInfo
+
+FAST_PERIODIC_TIME = 1.0
+SLOW_PERIODIC_TIME = 30.0
+SHORT_TIMEOUT_TIME = 3.0
+LONG_TIMEOUT_TIME = 90.0
+AGGREGATE_WAIT_TIME = 2.0
+MAX_TX_PER_FAST_PERIOD = 3
+
+# The partner we assume before hearing one: passive, short timeout, not aggregatable.
+DEFAULT_PARTNER = PortInfo(0, "00:00:00:00:00:00", 0, 0, 0, LacpState.TIMEOUT)
+
+
+class Mode(enum.Enum):
+    ACTIVE = "active"
+    PASSIVE = "passive"
+
+
+class Rate(enum.Enum):
+    FAST = "fast"
+    SLOW = "slow"
+
+
+class RxState(enum.Enum):
+    PORT_DISABLED = "port_disabled"
+    EXPIRED = "expired"
+    DEFAULTED = "defaulted"
+    CURRENT = "current"
+
+
+class MuxState(enum.Enum):
+    DETACHED = "detached"
+    WAITING = "waiting"
+    ATTACHED = "attached"
+    COLLECTING = "collecting"
+    DISTRIBUTING = "distributing"
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    """Our side of one member: fixed while the bond exists."""
+
+    system: str
+    system_priority: int
+    key: int
+    port: int
+    port_priority: int
+    mode: Mode
+    rate: Rate
+
+
+@dataclass
+class Counters:
+    """Per-member counters."""
+
+    rx: int = 0
+    tx: int = 0
+    bad_rx: int = 0
+    expirations: int = 0
+    transitions: int = 0
+    last_rx: float | None = None
+
+
+@dataclass
+class Member:
+    """The LACP actor of one bond member."""
+
+    config: ActorConfig
+    link_up: bool = False
+    selected: bool = False
+    enabled: bool = False  # distributing and the bond meets min_links (set by the bond)
+    rx_state: RxState = RxState.PORT_DISABLED
+    mux: MuxState = MuxState.DETACHED
+    partner: PortInfo = DEFAULT_PARTNER
+    partner_matched: bool = False  # the partner's view of us equals our actor info
+    counters: Counters = field(default_factory=Counters)
+    _current_while: float | None = None
+    _wait_while: float | None = None
+    _next_periodic: float | None = None
+    _ntt: bool = False
+    _tx_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=MAX_TX_PER_FAST_PERIOD))
+    _last_actor_state: LacpState | None = None
+
+    # ---- derived views -------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self.config.port
+
+    @property
+    def timeout(self) -> float:
+        """Our receive timeout, from our own Timeout bit."""
+        return SHORT_TIMEOUT_TIME if self.config.rate is Rate.FAST else LONG_TIMEOUT_TIME
+
+    @property
+    def partner_sync(self) -> bool:
+        return self.partner_matched and bool(self.partner.state & LacpState.SYNCHRONIZATION)
+
+    @property
+    def partner_collecting(self) -> bool:
+        return bool(self.partner.state & LacpState.COLLECTING)
+
+    @property
+    def collecting(self) -> bool:
+        return self.mux in (MuxState.COLLECTING, MuxState.DISTRIBUTING)
+
+    @property
+    def distributing(self) -> bool:
+        return self.mux is MuxState.DISTRIBUTING
+
+    @property
+    def has_partner(self) -> bool:
+        """A partner is known from a LACPDU (current, or expired but not yet defaulted)."""
+        return self.rx_state in (RxState.CURRENT, RxState.EXPIRED)
+
+    def actor_state(self) -> LacpState:
+        state = LacpState.AGGREGATION
+        if self.config.mode is Mode.ACTIVE:
+            state |= LacpState.ACTIVITY
+        if self.config.rate is Rate.FAST:
+            state |= LacpState.TIMEOUT
+        if self.mux in (MuxState.ATTACHED, MuxState.COLLECTING, MuxState.DISTRIBUTING):
+            state |= LacpState.SYNCHRONIZATION
+        if self.collecting:
+            state |= LacpState.COLLECTING
+        if self.enabled:
+            state |= LacpState.DISTRIBUTING
+        if self.rx_state is RxState.DEFAULTED:
+            state |= LacpState.DEFAULTED
+        if self.rx_state is RxState.EXPIRED:
+            state |= LacpState.EXPIRED
+        return state
+
+    def actor_info(self) -> PortInfo:
+        c = self.config
+        return PortInfo(c.system_priority, c.system, c.key, c.port_priority, c.port & 0xFFFF, self.actor_state())
+
+    def periodic_enabled(self) -> bool:
+        if not self.link_up:
+            return False
+        return self.config.mode is Mode.ACTIVE or bool(self.partner.state & LacpState.ACTIVITY)
+
+    def periodic_time(self) -> float:
+        """Our transmit interval, from the partner's Timeout bit."""
+        return FAST_PERIODIC_TIME if self.partner.state & LacpState.TIMEOUT else SLOW_PERIODIC_TIME
+
+    def lacp_timeout_seconds(self) -> float:
+        """The timeout now running: 0 before any LACPDU, else ours (3 or 90 s)."""
+        return self.timeout if self.counters.last_rx is not None else 0.0
+
+    # ---- receive machine -----------------------------------------------
+    def set_link(self, up: bool, now: float) -> None:
+        if up == self.link_up:
+            return
+        self.link_up = up
+        if up:
+            self._enter_expired(now)
+        else:
+            self._set_rx(RxState.PORT_DISABLED)
+            self._current_while = None
+            self._clear_partner_sync()
+
+    def receive(self, pdu: Lacpdu, now: float) -> None:
+        """Record a valid LACPDU from the partner."""
+        self.counters.rx += 1
+        self.counters.last_rx = now
+        if not self.link_up:
+            return
+        previous = self.partner
+        self.partner = pdu.actor
+        ours = self.actor_info()
+        their_view = pdu.partner
+        self.partner_matched = their_view.same_port(ours) and bool(their_view.state & LacpState.AGGREGATION)
+        if not self.partner_matched or their_view.state != ours.state:
+            self._ntt = True  # the partner's view of us is stale
+        self._set_rx(RxState.CURRENT)
+        self._current_while = now + self.timeout
+        partner_went_fast = pdu.actor.state & LacpState.TIMEOUT and not previous.state & LacpState.TIMEOUT
+        if partner_went_fast or self._next_periodic is None:
+            self._next_periodic = now
+
+    def bad_pdu(self) -> None:
+        self.counters.bad_rx += 1
+
+    def _enter_expired(self, now: float) -> None:
+        self._set_rx(RxState.EXPIRED)
+        self._clear_partner_sync()
+        self.partner = PortInfo(
+            self.partner.system_priority,
+            self.partner.system,
+            self.partner.key,
+            self.partner.port_priority,
+            self.partner.port,
+            (self.partner.state | LacpState.TIMEOUT) & ~LacpState.SYNCHRONIZATION,
+        )
+        self._current_while = now + SHORT_TIMEOUT_TIME
+        self._next_periodic = now
+
+    def _clear_partner_sync(self) -> None:
+        self.partner = PortInfo(
+            self.partner.system_priority,
+            self.partner.system,
+            self.partner.key,
+            self.partner.port_priority,
+            self.partner.port,
+            self.partner.state & ~LacpState.SYNCHRONIZATION,
+        )
+
+    def _set_rx(self, state: RxState) -> None:
+        if state is not self.rx_state:
+            self.rx_state = state
+            self.counters.transitions += 1
+
+    def run_timers(self, now: float) -> None:
+        """Expire the receive machine's current_while timer when due."""
+        if self._current_while is None or now < self._current_while:
+            return
+        if self.rx_state is RxState.CURRENT:
+            self.counters.expirations += 1
+            self._enter_expired(now)
+        elif self.rx_state is RxState.EXPIRED:
+            self._set_rx(RxState.DEFAULTED)
+            self.partner = DEFAULT_PARTNER
+            self.partner_matched = False
+            self._current_while = None
+
+    # ---- mux machine ---------------------------------------------------
+    def run_mux(self, now: float) -> None:
+        """Step the mux machine until it rests (independent control)."""
+        while True:
+            nxt = self._mux_next(now)
+            if nxt is None:
+                return
+            self.mux = nxt
+            self.counters.transitions += 1
+            self._wait_while = now + AGGREGATE_WAIT_TIME if nxt is MuxState.WAITING else None
+
+    def _mux_next(self, now: float) -> MuxState | None:
+        mux, selected = self.mux, self.selected
+        if mux is MuxState.DETACHED:
+            return MuxState.WAITING if selected else None
+        if mux is MuxState.WAITING:
+            if not selected:
+                return MuxState.DETACHED
+            assert self._wait_while is not None
+            return MuxState.ATTACHED if now >= self._wait_while else None
+        if mux is MuxState.ATTACHED:
+            if not selected:
+                return MuxState.DETACHED
+            return MuxState.COLLECTING if self.partner_sync else None
+        if mux is MuxState.COLLECTING:
+            if not selected or not self.partner_sync:
+                return MuxState.ATTACHED
+            return MuxState.DISTRIBUTING if self.partner_collecting else None
+        if not selected or not self.partner_sync or not self.partner_collecting:
+            return MuxState.COLLECTING
+        return None
+
+    # ---- periodic and transmit machines ---------------------------------
+    def poll_transmit(self, now: float) -> Lacpdu | None:
+        """The PDU to send now, if any (need-to-transmit or periodic, rate limited)."""
+        state = self.actor_state()
+        if state != self._last_actor_state:
+            self._last_actor_state = state
+            self._ntt = True
+        if not self.periodic_enabled():
+            self._next_periodic = None
+            self._ntt = False
+            return None
+        if self._next_periodic is None or now >= self._next_periodic:
+            self._ntt = True
+            self._next_periodic = now + self.periodic_time()
+        if not self._ntt:
+            return None
+        if len(self._tx_times) == MAX_TX_PER_FAST_PERIOD and now - self._tx_times[0] < FAST_PERIODIC_TIME:
+            return None  # rate limited: stays pending
+        self._ntt = False
+        self._tx_times.append(now)
+        self.counters.tx += 1
+        partner = self.partner if self.rx_state is not RxState.DEFAULTED else NULL_PORT_INFO
+        return Lacpdu(actor=self.actor_info(), partner=partner)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time a timer of this member fires (for schedulers)."""
+        times = [t for t in (self._current_while, self._wait_while, self._next_periodic) if t is not None]
+        if self._ntt and self._tx_times:
+            times.append(self._tx_times[0] + FAST_PERIODIC_TIME)
+        return min(times, default=None)

@@ -1,0 +1,121 @@
+"""OpenFlow 1.3 messages as plain values.
+
+The switching logic and the service build these; only the Ryu shell turns them
+into Ryu parser objects (``ryu_lag.ofp_ryu``). Tests apply them to a fake flow
+table. Nothing here imports Ryu.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+# Reserved port numbers (OpenFlow 1.3).
+OFPP_IN_PORT = 0xFFFFFFF8
+OFPP_CONTROLLER = 0xFFFFFFFD
+OFPP_LOCAL = 0xFFFFFFFE
+OFPP_ANY = 0xFFFFFFFF
+OFPG_ALL = 0xFFFFFFFC
+OFPG_ANY = 0xFFFFFFFF
+
+ETH_TYPE_SLOW = 0x8809
+SLOW_PROTOCOLS_MAC = "01:80:c2:00:00:02"
+
+
+class Table(enum.IntEnum):
+    """The pipeline: classify the input port, learn the source, forward to the destination."""
+
+    INGRESS = 0
+    ETH_SRC = 1
+    ETH_DST = 2
+
+
+class FlowCommand(enum.Enum):
+    ADD = "add"
+    DELETE = "delete"
+    DELETE_STRICT = "delete_strict"
+
+
+class GroupCommand(enum.Enum):
+    ADD = "add"
+    MODIFY = "modify"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class Match:
+    """Match fields used by ryu_lag; ``None`` means wildcard."""
+
+    in_port: int | None = None
+    metadata: int | None = None
+    eth_src: str | None = None
+    eth_dst: str | None = None
+    eth_type: int | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """Output to a port (or reserved port such as OFPP_CONTROLLER)."""
+
+    port: int
+    max_len: int = 0xFFE5  # OFPCML_NO_BUFFER: send the whole packet to the controller
+
+
+@dataclass(frozen=True)
+class Group:
+    """Send through a group (a bond's SELECT group)."""
+
+    group_id: int
+
+
+Action = Output | Group
+
+
+@dataclass(frozen=True)
+class FlowMod:
+    """A flow table edit. ``actions`` are apply-actions; ``goto`` a goto-table."""
+
+    table: Table
+    priority: int
+    match: Match
+    command: FlowCommand = FlowCommand.ADD
+    actions: tuple[Action, ...] = ()
+    goto: Table | None = None
+    write_metadata: int | None = None
+    meter: int | None = None
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    cookie: int = 0
+    cookie_mask: int = 0
+    notify_removal: bool = False
+    out_port: int = OFPP_ANY
+    out_group: int = OFPG_ANY
+
+
+@dataclass(frozen=True)
+class GroupMod:
+    """A SELECT group whose buckets output to (and watch) ``ports``."""
+
+    command: GroupCommand
+    group_id: int
+    ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class MeterMod:
+    """Add a packets-per-second meter (drop band)."""
+
+    meter_id: int
+    rate_pps: int
+    burst: int
+
+
+@dataclass(frozen=True)
+class PacketOut:
+    """Send ``data`` out of ``port``."""
+
+    port: int
+    data: bytes = field(repr=False)
+
+
+Message = FlowMod | GroupMod | MeterMod | PacketOut

@@ -1,0 +1,228 @@
+"""The LACP engine against itself, with a fake clock: negotiation, expiry, selection."""
+
+from __future__ import annotations
+
+import pytest
+
+from ryu_lag.lacp import BondSettings, LacpBond, LacpState, Mode, MuxState, Rate, RxState, encode_frame
+from ryu_lag.lacp.pdu import Lacpdu, PortInfo
+
+from tests.unit.lacp_sim import Lab
+
+SW = "02:00:00:00:00:aa"
+HOST = "02:00:00:00:00:bb"
+OTHER = "02:00:00:00:00:cc"
+
+
+def bond(system: str, ports=(1, 2), key: int = 1, **kw) -> LacpBond:
+    return LacpBond(BondSettings(key=key, **kw), system, ports)
+
+
+def paired(mode_a=Mode.ACTIVE, mode_b=Mode.ACTIVE, rate=Rate.FAST, **kw) -> tuple[Lab, LacpBond, LacpBond]:
+    lab = Lab()
+    a = bond(SW, mode=mode_a, rate=rate, **kw)
+    b = bond(HOST, key=7, mode=mode_b, rate=rate)
+    lab.connect((a, 1), (b, 1))
+    lab.connect((a, 2), (b, 2))
+    return lab, a, b
+
+
+def distributing(b: LacpBond) -> set[int]:
+    return {p for p, m in b.members.items() if m.enabled}
+
+
+def test_active_active_negotiates_and_state_bits_tell_the_truth():
+    lab, a, b = paired()
+    lab.run(1.0)
+    assert distributing(a) == set()  # aggregate wait (2 s) not over
+    assert a.members[1].mux is MuxState.WAITING
+    lab.run(3.0)
+    assert distributing(a) == {1, 2} and distributing(b) == {1, 2}
+    state = a.members[1].actor_state()
+    up = (
+        LacpState.ACTIVITY
+        | LacpState.TIMEOUT
+        | LacpState.AGGREGATION
+        | LacpState.SYNCHRONIZATION
+        | LacpState.COLLECTING
+        | LacpState.DISTRIBUTING
+    )
+    assert state == up == 0x3F
+    info = a.members[1].actor_info()
+    assert (info.system, info.key, info.port) == (SW, 1, 1)  # ours, not the partner's key 7
+    assert a.members[1].partner.system == HOST and a.members[1].partner.key == 7
+    assert a.reason(1) == "distributing"
+
+
+@pytest.mark.parametrize("ours, theirs", [(Mode.ACTIVE, Mode.PASSIVE), (Mode.PASSIVE, Mode.ACTIVE)])
+def test_active_with_passive_negotiates(ours, theirs):
+    lab, a, b = paired(ours, theirs)
+    lab.run(5.0)
+    assert distributing(a) == {1, 2} and distributing(b) == {1, 2}
+    passive = a if ours is Mode.PASSIVE else b
+    assert not passive.members[1].actor_state() & LacpState.ACTIVITY
+
+
+def test_passive_passive_never_aggregates_and_says_why():
+    lab, a, b = paired(Mode.PASSIVE, Mode.PASSIVE)
+    lab.run(10.0)
+    assert distributing(a) == set() and distributing(b) == set()
+    assert lab.sent == []  # neither side ever speaks first
+    assert a.members[1].rx_state is RxState.DEFAULTED
+    assert "passive" in a.reason(1)
+
+
+def _deliver_one_pdu(a: LacpBond, now: float) -> None:
+    """The partner sends one in-sync PDU to member 1."""
+    partner = PortInfo(1, HOST, 7, 1, 1, LacpState.ACTIVITY | LacpState.AGGREGATION | LacpState.TIMEOUT)
+    a.receive_frame(1, encode_frame(HOST, Lacpdu(partner, a.members[1].actor_info())), now)
+
+
+@pytest.mark.parametrize("rate, timeout", [(Rate.FAST, 3.0), (Rate.SLOW, 90.0)])
+def test_expiry_exactly_at_timeout_after_last_pdu(rate, timeout):
+    a = bond(SW, ports=(1,), rate=rate)
+    a.set_link(1, True, 0.0)
+    _deliver_one_pdu(a, 10.0)
+    assert a.members[1].rx_state is RxState.CURRENT
+    a.tick(10.0 + timeout - 0.001)
+    assert a.members[1].rx_state is RxState.CURRENT
+    assert a.members[1].counters.expirations == 0
+    a.tick(10.0 + timeout)
+    assert a.members[1].rx_state is RxState.EXPIRED
+    assert a.members[1].counters.expirations == 1
+    assert a.members[1].actor_state() & LacpState.EXPIRED
+    # Three more seconds of silence (always short in EXPIRED): defaulted.
+    a.tick(10.0 + timeout + 3.0)
+    assert a.members[1].rx_state is RxState.DEFAULTED
+    assert a.members[1].actor_state() & LacpState.DEFAULTED
+
+
+def test_silent_loss_stops_distributing_at_three_seconds_fast():
+    lab, a, b = paired()
+    lab.run(5.0)
+    wire = lab.wires[1]
+    wire.silent = True
+    lost_at = lab.now
+    last_rx = a.members[2].counters.last_rx
+    lab.run(2.5)
+    assert 2 in distributing(a)
+    lab.run(1.0)
+    assert distributing(a) == {1} and distributing(b) == {1}
+    assert a.members[2].counters.last_rx == last_rx
+    assert lost_at + 2.0 < last_rx + 3.0 <= lab.now
+    wire.silent = False
+    lab.run(5.0)
+    assert distributing(a) == {1, 2}
+
+
+def test_silent_loss_slow_rate_takes_90_seconds():
+    lab, a, b = paired(rate=Rate.SLOW)
+    lab.step = 0.05
+    lab.run(5.0)
+    assert distributing(a) == {1, 2}
+    lab.wires[1].silent = True
+    lab.run(60.0)
+    assert 2 in distributing(a)  # slow partner PDUs every 30 s, we wait 90 s
+    lab.run(31.0)
+    assert distributing(a) == {1}
+
+
+def test_link_down_stops_distributing_at_once():
+    lab, a, b = paired()
+    lab.run(5.0)
+    changes = a.set_link(2, False, lab.now).changes
+    assert [(c.port, c.distributing) for c in changes] == [(2, False)]
+    assert a.reason(2) == "link down"
+
+
+def test_periodic_rate_follows_partner_timeout_bit():
+    lab = Lab()
+    a = bond(SW, ports=(1,), rate=Rate.SLOW)  # we wait 90 s ...
+    b = bond(HOST, ports=(1,), key=7, rate=Rate.FAST)  # ... but they asked for fast
+    lab.connect((a, 1), (b, 1))
+    lab.run(10.0)
+    start = len([s for s in lab.sent if s[1] is a])
+    lab.run(10.0)
+    sent = len([s for s in lab.sent if s[1] is a]) - start
+    assert 9 <= sent <= 11  # once a second, as the partner's Timeout bit asks
+    start_b = len([s for s in lab.sent if s[1] is b])
+    lab.run(60.0)
+    assert len([s for s in lab.sent if s[1] is b]) - start_b == 2  # every 30 s towards a slow actor
+
+
+def test_partner_key_change_drops_member_and_it_returns_when_it_agrees():
+    lab, a, b = paired()
+    lab.run(5.0)
+    b2 = bond(HOST, ports=(2,), key=99)  # member 2's partner is now another bond (key 99)
+    wire = lab.wires[1]
+    lab.wires[1] = type(wire)((a, 2), (b2, 2))
+    b2.set_link(2, True, lab.now)
+    lab.run(4.0)
+    assert a.members[2].partner.key == 99
+    assert not a.members[2].selected and distributing(a) == {1}
+    assert "differs" in a.reason(2)
+    lab.wires[1] = wire  # cabled back to the right bond
+    lab.run(5.0)
+    assert distributing(a) == {1, 2}
+
+
+def test_member_wired_to_second_partner_stays_unselected():
+    lab = Lab()
+    a = bond(SW, ports=(1, 2, 3))
+    b = bond(HOST, ports=(1, 2), key=7)
+    c = bond(OTHER, ports=(3,), key=7)
+    lab.connect((a, 1), (b, 1))
+    lab.connect((a, 2), (b, 2))
+    lab.connect((a, 3), (c, 3))
+    lab.run(10.0)
+    assert distributing(a) == {1, 2}
+    assert not a.members[3].selected and a.members[3].mux is MuxState.DETACHED
+    assert not a.members[3].actor_state() & LacpState.SYNCHRONIZATION
+    assert distributing(c) == set()
+
+
+def test_min_links():
+    lab, a, b = paired(min_links=2)
+    lab.run(5.0)
+    assert distributing(a) == {1, 2}
+    update = a.set_link(2, False, lab.now)
+    assert distributing(a) == set()  # one member could, min_links says two
+    assert {(c.port, c.distributing) for c in update.changes} == {(1, False), (2, False)}
+    assert "min_links" in a.reason(1)
+    lab.set_carrier(lab.wires[1], True)
+    lab.run(5.0)
+    assert distributing(a) == {1, 2}
+
+
+def test_tx_rate_limited_to_three_per_fast_period():
+    a = bond(SW, ports=(1,), rate=Rate.FAST)
+    sent = len(a.set_link(1, True, 0.0).transmit)  # the first PDU goes out at once
+    partner_state = LacpState.ACTIVITY | LacpState.AGGREGATION | LacpState.TIMEOUT
+    for i in range(10):  # the partner flips its view of us each time: we must answer
+        stale = PortInfo(1, SW, 1, 1, 1, LacpState(i % 2))
+        frame = encode_frame(HOST, Lacpdu(PortInfo(1, HOST, 7, 1, 1, partner_state), stale))
+        sent += len(a.receive_frame(1, frame, 0.5 + i * 0.01).transmit)
+    assert sent == 3
+    assert a.members[1].counters.tx == 3
+    assert len(a.tick(0.99).transmit) == 0  # still inside the fast periodic time of the first
+    assert len(a.tick(1.0).transmit) == 1  # the pending need-to-transmit goes out when allowed
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        bytes.fromhex("0180c2000002") + bytes(6) + b"\x88\x09\x01\x01" + bytes(20),  # truncated
+        None,  # filled in: wrong subtype
+    ],
+)
+def test_garbled_frames_counted_and_ignored(frame):
+    a = bond(SW, ports=(1,))
+    a.set_link(1, True, 0.0)
+    if frame is None:
+        good = bytearray(encode_frame(HOST, Lacpdu(PortInfo(1, HOST, 7, 1, 1, LacpState(5)), PortInfo(0, SW, 0, 0, 0, LacpState(0)))))
+        good[14] = 2  # marker subtype
+        frame = bytes(good)
+    update = a.receive_frame(1, frame, 1.0)
+    assert update.changes == [] and a.members[1].counters.bad_rx == 1
+    assert a.members[1].counters.rx == 0 and a.members[1].rx_state is RxState.EXPIRED
