@@ -1,0 +1,276 @@
+"""Real test networks: Open vSwitch (userspace datapath) bridges, veths and namespaces.
+
+Everything a ``Lab`` creates carries its random prefix and is removed by
+``close()``, even after a failure. Hosts live in network namespaces with
+addresses of their own, so test traffic never leaves this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def sh(*args: str, check: bool = True) -> str:
+    """Run a command, return its stdout; raise with its stderr when it fails."""
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def ovs_available() -> str | None:
+    """None when Open vSwitch can be used here, else the reason it cannot."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces and Open vSwitch)"
+    if shutil.which("ovs-vsctl") is None:
+        return "Open vSwitch is not installed (run ./scripts/setup.sh)"
+    if subprocess.run(["ovs-vsctl", "--timeout=5", "show"], capture_output=True).returncode != 0:
+        started = subprocess.run(
+            ["/usr/share/openvswitch/scripts/ovs-ctl", "--no-monitor", "start", "--system-id=random"],
+            capture_output=True,
+            text=True,
+        )
+        if started.returncode != 0:
+            return f"Open vSwitch does not start: {started.stderr.strip()[-300:]}"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Host:
+    """A network namespace with one interface."""
+
+    name: str
+    ip: str
+
+    def run(self, *args: str, check: bool = True) -> str:
+        return sh("ip", "netns", "exec", self.name, *args, check=check)
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            ["ip", "netns", "exec", self.name, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+
+    def ping(self, ip: str, count: int = 3, interval: float = 0.2, wait: float = 1.0) -> str:
+        return self.run("ping", "-c", str(count), "-i", str(interval), "-W", str(wait), ip, check=False)
+
+
+@dataclass
+class Member:
+    """One member path: switch port <-> wire bridge <-> partner port."""
+
+    ofport: int
+    switch_if: str
+    partner_if: str
+    wire: str
+    wire_switch_if: str
+    wire_partner_if: str
+
+
+@dataclass
+class Lab:
+    """Bridges, links and hosts under one random prefix."""
+
+    prefix: str = field(default_factory=lambda: "rl" + secrets.token_hex(2))
+    bridges: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    def name(self, suffix: str) -> str:
+        name = f"{self.prefix}{suffix}"
+        assert len(name) <= 15, name
+        return name
+
+    # ---- building blocks ------------------------------------------------------
+    def bridge(self, suffix: str, *, dpid: int | None = None, controller: int | None = None) -> str:
+        """A userspace bridge, fail_mode secure (nothing forwards until told)."""
+        br = self.name(suffix)
+        args = ["ovs-vsctl", "--", "add-br", br, "--", "set", "bridge", br, "datapath_type=netdev", "fail_mode=secure"]
+        args += ["protocols=OpenFlow13", "other_config:disable-in-band=true"]
+        if dpid is not None:
+            args += [f"other_config:datapath-id={dpid:016x}"]
+        sh(*args)
+        self.bridges.append(br)
+        if controller is not None:
+            self.set_controller(br, controller)
+        return br
+
+    def set_controller(self, br: str, port: int) -> None:
+        sh("ovs-vsctl", "set-controller", br, f"tcp:127.0.0.1:{port}")
+        sh("ovs-vsctl", "set", "controller", br, "connection_mode=out-of-band", "inactivity_probe=5000")
+
+    def veth(self, a: str, b: str) -> None:
+        sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+        self.links.append(a)
+        for ifname in (a, b):
+            sh("ip", "link", "set", ifname, "up")
+            sh("ethtool", "-K", ifname, "tx", "off", check=False)
+
+    def add_port(self, br: str, ifname: str, ofport: int | None = None) -> None:
+        args = ["ovs-vsctl", "add-port", br, ifname]
+        if ofport is not None:
+            args += ["--", "set", "interface", ifname, f"ofport_request={ofport}"]
+        sh(*args)
+
+    def host(self, suffix: str, ip: str, br: str, ofport: int | None = None) -> Host:
+        """A namespace host whose eth0 is plugged into ``br``."""
+        ns = self.name(suffix)
+        sh("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+        inside, outside = self.name(suffix + "e"), self.name(suffix + "o")
+        self.veth(inside, outside)
+        sh("ip", "link", "set", inside, "netns", ns)
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", inside, "name", "eth0")
+        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{ip}/24", "dev", "eth0")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        sh("ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off", check=False)
+        self.add_port(br, outside, ofport)
+        return Host(ns, ip)
+
+    def member_path(self, switch_br: str, ofport: int, tag: str) -> Member:
+        """switch port ``ofport`` <-> a forwarding wire bridge <-> ``partner_if``, left for the partner to plug in."""
+        wire = self.bridge(f"w{tag}")
+        # switch side a <-> b wire c <-> d partner side
+        s_if, ws_if = self.name(f"m{tag}a"), self.name(f"m{tag}b")
+        p_if, wp_if = self.name(f"m{tag}d"), self.name(f"m{tag}c")
+        self.veth(s_if, ws_if)
+        self.veth(p_if, wp_if)
+        self.add_port(switch_br, s_if, ofport)
+        self.add_port(wire, ws_if, 1)
+        self.add_port(wire, wp_if, 2)
+        self.wire_forward(wire, True)
+        return Member(ofport, s_if, p_if, wire, ws_if, wp_if)
+
+    def wire_forward(self, wire: str, forward: bool) -> None:
+        """Let the wire carry frames, or (carrier staying up) silently drop all of them."""
+        sh("ovs-ofctl", "-O", "OpenFlow13", "del-flows", wire)
+        if forward:
+            sh("ovs-ofctl", "-O", "OpenFlow13", "add-flow", wire, "in_port=1,actions=output:2")
+            sh("ovs-ofctl", "-O", "OpenFlow13", "add-flow", wire, "in_port=2,actions=output:1")
+
+    def carrier(self, member: Member, up: bool, *, switch_side: bool = True, partner_side: bool = True) -> None:
+        state = "up" if up else "down"
+        if switch_side:
+            sh("ip", "link", "set", member.wire_switch_if, state)
+        if partner_side:
+            sh("ip", "link", "set", member.wire_partner_if, state)
+
+    def ovs_bond(self, br: str, members: list[Member], *, mode: str = "active", fast: bool = True) -> str:
+        """An Open vSwitch LACP bond over the members' partner interfaces, then normal switching."""
+        ifs = [m.partner_if for m in members]
+        bond = self.name("bond")
+        sh(
+            "ovs-vsctl", "add-bond", br, bond, *ifs, f"lacp={mode}",
+            f"other_config:lacp-time={'fast' if fast else 'slow'}", "bond_mode=balance-slb",
+        )
+        sh("ovs-ofctl", "-O", "OpenFlow13", "add-flow", br, "actions=NORMAL")
+        return bond
+
+    # ---- controller -------------------------------------------------------------
+    def controller(self, db: Path, *extra: str, log: Path) -> tuple[subprocess.Popen, int, int]:
+        """Start ``ryu-lag`` on free loopback ports; returns (process, OpenFlow port, REST port)."""
+        of_port, api_port = free_port(), free_port()
+        proc = subprocess.Popen(
+            [
+                str(VENV_BIN / "ryu-lag"), "--ofp-tcp-listen-port", str(of_port), "--wsapi-port", str(api_port),
+                "--lag-db", str(db), *extra,
+            ],
+            stdout=log.open("a"), stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        wait_for(lambda: _listening(of_port), 20, f"ryu-lag listening on {of_port}")
+        return proc, of_port, api_port
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        for br in self.bridges:
+            sh("ovs-vsctl", "--if-exists", "del-br", br, check=False)
+        for link in self.links:
+            sh("ip", "link", "del", link, check=False)
+        for ns in self.namespaces:
+            sh("ip", "netns", "del", ns, check=False)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    """Poll ``predicate`` until truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def lacp_show(bond: str) -> str:
+    return sh("ovs-appctl", "lacp/show", bond, check=False)
+
+
+def parse_lacp_show(text: str) -> dict:
+    """The parts of ``ovs-appctl lacp/show`` the tests read."""
+    status = re.search(r"^\s*status: (.*)$", text, re.M)
+    members: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    section = None
+    for line in text.splitlines():
+        m = re.match(r"^(?:slave|member): (\S+): (.*)$", line.strip())
+        if m:
+            current = {"status": m.group(2)}
+            members[m.group(1)] = current
+            section = None
+            continue
+        if current is None:
+            continue
+        stripped = line.strip()
+        if stripped in ("actor state:", "partner state:"):
+            section = stripped.split()[0]
+            current[section + "_state"] = ""
+            continue
+        if section and line.startswith("\t\t") or (section and line.startswith("        ")):
+            current[section + "_state"] += " " + stripped
+            continue
+        section = None
+        kv = re.match(r"^(\w[\w ]*): (.*)$", stripped)
+        if kv:
+            current[kv.group(1)] = kv.group(2)
+    return {"status": status.group(1) if status else "", "members": members}
+
+
+def ping_gaps(output: str) -> tuple[int, int, float]:
+    """From ``ping -D`` output: (sent, received, largest gap between replies in ms)."""
+    times = [float(m.group(1)) for m in re.finditer(r"^\[(\d+\.\d+)\].*bytes from", output, re.M)]
+    sent = re.search(r"(\d+) packets transmitted, (\d+) received", output)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    return (int(sent.group(1)), int(sent.group(2)), max(gaps, default=0.0) * 1000) if sent else (0, 0, 0.0)
