@@ -81,6 +81,8 @@ def to_ryu(datapath: Any, msg: of.Message) -> Any:
         ]
         return parser.OFPGroupMod(datapath, _GROUP_COMMANDS[msg.command], ofp.OFPGT_SELECT, msg.group_id, buckets)
     if isinstance(msg, of.MeterMod):
+        if msg.command is of.MeterCommand.DELETE:
+            return parser.OFPMeterMod(datapath, ofp.OFPMC_DELETE, 0, msg.meter_id)
         bands = [parser.OFPMeterBandDrop(rate=msg.rate_pps, burst_size=msg.burst)]
         return parser.OFPMeterMod(datapath, ofp.OFPMC_ADD, ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, msg.meter_id, bands)
     if isinstance(msg, of.PacketOut):

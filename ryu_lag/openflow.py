@@ -101,13 +101,19 @@ class GroupMod:
     ports: tuple[int, ...] = ()
 
 
+class MeterCommand(enum.Enum):
+    ADD = "add"
+    DELETE = "delete"
+
+
 @dataclass(frozen=True)
 class MeterMod:
-    """Add a packets-per-second meter (drop band)."""
+    """Add a packets-per-second meter (drop band), or delete a meter."""
 
     meter_id: int
-    rate_pps: int
-    burst: int
+    rate_pps: int = 0
+    burst: int = 0
+    command: MeterCommand = MeterCommand.ADD
 
 
 @dataclass(frozen=True)

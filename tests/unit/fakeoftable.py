@@ -1,0 +1,282 @@
+"""A fake OpenFlow 1.3 switch for unit tests.
+
+It applies ``ryu_lag.openflow`` messages the way a switch would and answers behaviour
+questions ("where would this frame go?") so tests need not look at message bytes:
+
+- flow tables with priorities; a lookup that matches two flows of the same top priority
+  is an error (the switch's choice would be undefined);
+- instructions: meter, apply-actions, write-metadata, goto (forward only);
+- ADD replaces a flow with the same table, priority and match; DELETE (non-strict: the
+  flow's match is at least as specific) and DELETE_STRICT (same priority and match), both
+  filtered by cookie/mask, out_port and out_group;
+- SELECT groups whose buckets output to a port and are live while that port is in
+  ``live_ports``; a deterministic live bucket is picked by a hash of (src, dst); deleting
+  a group deletes the flows that send to it; a flow may not name a missing group or meter;
+- output to the input port is not delivered (only OFPP_IN_PORT would do that);
+- idle/hard timeouts against a fake clock (``advance``); removals of flows asking for
+  notification (by timeout or by delete) are queued as ``FlowRemoved`` for the test to hand
+  to the controller logic.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+
+from ryu_lag.openflow import (
+    OFPG_ALL,
+    OFPG_ANY,
+    OFPP_ANY,
+    OFPP_CONTROLLER,
+    OFPP_IN_PORT,
+    FlowCommand,
+    FlowMod,
+    Group,
+    GroupCommand,
+    GroupMod,
+    Match,
+    Message,
+    MeterCommand,
+    MeterMod,
+    Output,
+    PacketOut,
+    Table,
+)
+
+
+class FakeOFError(Exception):
+    """The switch would have answered this message with an OpenFlow error."""
+
+
+@dataclass
+class FlowEntry:
+    """An installed flow."""
+
+    mod: FlowMod
+    installed_at: float
+    last_hit: float
+
+    @property
+    def table(self) -> Table:
+        return self.mod.table
+
+    @property
+    def priority(self) -> int:
+        return self.mod.priority
+
+    @property
+    def match(self) -> Match:
+        return self.mod.match
+
+    @property
+    def cookie(self) -> int:
+        return self.mod.cookie
+
+
+@dataclass(frozen=True)
+class FlowRemoved:
+    """A flow-removed notification (only for flows installed with ``notify_removal``)."""
+
+    table: Table
+    priority: int
+    match: Match
+    cookie: int
+    reason: str  # "idle_timeout", "hard_timeout", "delete" or "group_delete"
+
+
+@dataclass(frozen=True)
+class ForwardResult:
+    """What the switch did with one frame."""
+
+    outputs: frozenset[int]
+    controller: bool
+    meter: int | None  # the meter applied on the way, if any
+
+    @property
+    def dropped(self) -> bool:
+        """Neither output anywhere nor sent to the controller."""
+        return not self.outputs and not self.controller
+
+
+@dataclass(frozen=True)
+class _Frame:
+    in_port: int
+    metadata: int
+    eth_src: str
+    eth_dst: str
+    eth_type: int
+
+
+def _matches(match: Match, frame: _Frame) -> bool:
+    return all(
+        getattr(match, f.name) is None or getattr(match, f.name) == getattr(frame, f.name)
+        for f in fields(Match)
+    )
+
+
+def _covers(general: Match, specific: Match) -> bool:
+    """Whether every field ``general`` sets is set to the same value in ``specific``."""
+    return all(
+        getattr(general, f.name) is None or getattr(general, f.name) == getattr(specific, f.name)
+        for f in fields(Match)
+    )
+
+
+class FakeOFTable:
+    """An OpenFlow 1.3 switch's tables, groups and meters, driven by messages."""
+
+    def __init__(self, live_ports: Iterable[int] = ()) -> None:
+        self.live_ports: set[int] = set(live_ports)
+        self.flows: list[FlowEntry] = []
+        self.groups: dict[int, tuple[int, ...]] = {}
+        self.meters: dict[int, MeterMod] = {}
+        self.packet_outs: list[PacketOut] = []
+        self.now = 0.0
+        self._removed: list[FlowRemoved] = []
+
+    # -- applying messages -------------------------------------------------------------------
+
+    def apply(self, msgs: Iterable[Message]) -> None:
+        """Apply messages in order; raises FakeOFError where the switch would refuse one."""
+        for msg in msgs:
+            if isinstance(msg, FlowMod):
+                self._flow_mod(msg)
+            elif isinstance(msg, GroupMod):
+                self._group_mod(msg)
+            elif isinstance(msg, MeterMod):
+                if msg.command is MeterCommand.DELETE:
+                    self.meters.pop(msg.meter_id, None)
+                    self._remove([e for e in self.flows if e.mod.meter == msg.meter_id], "meter_delete")
+                elif msg.meter_id in self.meters:
+                    raise FakeOFError(f"meter {msg.meter_id} exists")
+                else:
+                    self.meters[msg.meter_id] = msg
+            elif isinstance(msg, PacketOut):
+                self.packet_outs.append(msg)
+            else:
+                raise TypeError(f"not a message: {msg!r}")
+
+    def _flow_mod(self, mod: FlowMod) -> None:
+        if not isinstance(mod.table, Table):
+            raise FakeOFError(f"bad table {mod.table!r}")
+        if mod.command is FlowCommand.ADD:
+            self._add(mod)
+            return
+        strict = mod.command is FlowCommand.DELETE_STRICT
+        doomed = [
+            e for e in self.flows
+            if e.table == mod.table
+            and e.cookie & mod.cookie_mask == mod.cookie & mod.cookie_mask
+            and (e.match == mod.match and e.priority == mod.priority if strict else _covers(mod.match, e.match))
+            and (mod.out_port == OFPP_ANY
+                 or any(isinstance(a, Output) and a.port == mod.out_port for a in e.mod.actions))
+            and (mod.out_group == OFPG_ANY or Group(mod.out_group) in e.mod.actions)
+        ]
+        self._remove(doomed, "delete")
+
+    def _add(self, mod: FlowMod) -> None:
+        if mod.goto is not None and mod.goto <= mod.table:
+            raise FakeOFError(f"goto {mod.goto!r} from {mod.table!r} is not forward")
+        if mod.meter is not None and mod.meter not in self.meters:
+            raise FakeOFError(f"no meter {mod.meter}")
+        for action in mod.actions:
+            if isinstance(action, Group) and action.group_id not in self.groups:
+                raise FakeOFError(f"no group {action.group_id}")
+        if not 0 <= mod.idle_timeout <= 0xFFFF or not 0 <= mod.hard_timeout <= 0xFFFF:
+            raise FakeOFError("timeout out of range")
+        self.flows = [
+            e for e in self.flows
+            if not (e.table == mod.table and e.priority == mod.priority and e.match == mod.match)
+        ]
+        self.flows.append(FlowEntry(mod, self.now, self.now))
+
+    def _group_mod(self, mod: GroupMod) -> None:
+        if mod.command is GroupCommand.ADD:
+            if mod.group_id in self.groups:
+                raise FakeOFError(f"group {mod.group_id} exists")
+            self.groups[mod.group_id] = mod.ports
+        elif mod.command is GroupCommand.MODIFY:
+            if mod.group_id not in self.groups:
+                raise FakeOFError(f"no group {mod.group_id}")
+            self.groups[mod.group_id] = mod.ports
+        else:
+            gone = set(self.groups) if mod.group_id == OFPG_ALL else {mod.group_id} & set(self.groups)
+            for group_id in gone:
+                del self.groups[group_id]
+            self._remove(
+                [e for e in self.flows if any(isinstance(a, Group) and a.group_id in gone for a in e.mod.actions)],
+                "group_delete",
+            )
+
+    def _remove(self, doomed: list[FlowEntry], reason: str) -> None:
+        for entry in doomed:
+            self.flows.remove(entry)
+            if entry.mod.notify_removal:
+                self._removed.append(FlowRemoved(entry.table, entry.priority, entry.match, entry.cookie, reason))
+
+    # -- time --------------------------------------------------------------------------------
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on; flows past their idle or hard timeout are removed."""
+        self.now += seconds
+        for entry in list(self.flows):
+            idle = entry.mod.idle_timeout and self.now - entry.last_hit >= entry.mod.idle_timeout
+            hard = entry.mod.hard_timeout and self.now - entry.installed_at >= entry.mod.hard_timeout
+            if idle or hard:
+                self._remove([entry], "idle_timeout" if idle else "hard_timeout")
+
+    def take_removed(self) -> list[FlowRemoved]:
+        """The flow-removed notifications queued since the last call."""
+        removed, self._removed = self._removed, []
+        return removed
+
+    # -- questions ---------------------------------------------------------------------------
+
+    def table(self, table: Table) -> list[FlowEntry]:
+        """The flows installed in one table."""
+        return [e for e in self.flows if e.table == table]
+
+    def forward(self, in_port: int, eth_src: str, eth_dst: str, eth_type: int = 0x0800) -> ForwardResult:
+        """Run a frame through the pipeline."""
+        frame = _Frame(in_port, 0, eth_src.lower(), eth_dst.lower(), eth_type)
+        outputs: set[int] = set()
+        controller = False
+        meter: int | None = None
+        table: Table | None = Table.INGRESS
+        while table is not None:
+            entry = self._lookup(table, frame)
+            if entry is None:
+                break  # no table-miss flow: drop
+            entry.last_hit = self.now
+            if entry.mod.meter is not None:
+                meter = entry.mod.meter
+            for action in entry.mod.actions:
+                if isinstance(action, Group):
+                    outputs.update(p for p in self._select(action.group_id, frame) if p != in_port)
+                elif action.port == OFPP_CONTROLLER:
+                    controller = True
+                elif action.port == OFPP_IN_PORT:
+                    outputs.add(in_port)
+                elif action.port != in_port:
+                    outputs.add(action.port)
+            if entry.mod.write_metadata is not None:
+                frame = _Frame(in_port, entry.mod.write_metadata, frame.eth_src, frame.eth_dst, eth_type)
+            table = entry.mod.goto
+        return ForwardResult(frozenset(outputs), controller, meter)
+
+    def _lookup(self, table: Table, frame: _Frame) -> FlowEntry | None:
+        hits = [e for e in self.table(table) if _matches(e.match, frame)]
+        if not hits:
+            return None
+        top = max(e.priority for e in hits)
+        best = [e for e in hits if e.priority == top]
+        if len(best) > 1:
+            raise FakeOFError(f"ambiguous lookup in {table!r} at priority {top}: {[e.match for e in best]}")
+        return best[0]
+
+    def _select(self, group_id: int, frame: _Frame) -> list[int]:
+        live = [p for p in self.groups[group_id] if p in self.live_ports]
+        if not live:
+            return []
+        return [live[zlib.crc32(f"{frame.eth_src}>{frame.eth_dst}".encode()) % len(live)]]

@@ -1,0 +1,493 @@
+"""The LAG-aware learning switch driven against a fake OpenFlow switch: behaviour, not bytes.
+
+The usual rig: bond group 1 = ports 1 and 2 (both collecting and distributing), plain
+ports 3, 4, 5. Frames the switch punts are handed to ``packet_in``, and every flow-removed
+the switch would send (timeouts and our own deletes alike) to ``flow_removed``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ryu_lag.openflow import (
+    ETH_TYPE_SLOW,
+    OFPP_LOCAL,
+    SLOW_PROTOCOLS_MAC,
+    FlowCommand,
+    FlowMod,
+    GroupCommand,
+    GroupMod,
+    Match,
+    Message,
+    Output,
+    Table,
+)
+from ryu_lag.switching import (
+    BOND_BASE,
+    COOKIE,
+    COOKIE_MASK,
+    METER_ID,
+    LagSwitch,
+    bond_group,
+    bond_logical,
+    is_bond,
+)
+
+from tests.unit.fakeoftable import FakeOFTable, FlowEntry, ForwardResult
+
+MAC_AGE = 300
+BCAST = "ff:ff:ff:ff:ff:ff"
+PARTNER = "02:00:00:00:00:99"
+H1, H2, H3, H4, H5 = (f"02:00:00:00:00:0{n}" for n in range(1, 6))
+BOND = 1
+BOND_LP = bond_logical(BOND)
+PORTS = (1, 2, 3, 4, 5)
+
+
+def sources(n: int = 24) -> list[str]:
+    """Distinct unicast MACs, enough for the SELECT hash to use every bucket."""
+    return [f"02:00:00:00:10:{i:02x}" for i in range(n)]
+
+
+class Rig:
+    """A LagSwitch wired to a fake switch, with a controller loop for punts and removals."""
+
+    def __init__(self, ports=PORTS, meters: bool = True) -> None:
+        self.lag = LagSwitch(mac_age=MAC_AGE)
+        self.table = FakeOFTable(live_ports=ports)
+        self.apply(self.lag.startup([*ports, OFPP_LOCAL], meters=meters))
+
+    def apply(self, msgs: list[Message]) -> list[Message]:
+        """Apply messages, then hand the switch's flow-removed notifications to the logic."""
+        self.table.apply(msgs)
+        for removed in self.table.take_removed():
+            if removed.table == Table.ETH_SRC:
+                self.apply(self.lag.flow_removed(removed.match.metadata, removed.match.eth_src))
+        return msgs
+
+    def send(self, in_port: int, src: str, dst: str = BCAST) -> ForwardResult:
+        """A data frame arrives; a punt is learned from."""
+        result = self.table.forward(in_port, src, dst)
+        if result.controller:
+            self.apply(self.lag.packet_in(in_port, src, dst))
+        return result
+
+    def lacpdu(self, in_port: int) -> ForwardResult:
+        return self.table.forward(in_port, PARTNER, SLOW_PROTOCOLS_MAC, ETH_TYPE_SLOW)
+
+    def age(self, seconds: float) -> None:
+        self.table.advance(seconds)
+        self.apply([])
+
+    def learned(self) -> list[FlowEntry]:
+        """The per-MAC flows in ETH_SRC and ETH_DST."""
+        return [
+            e for e in self.table.flows
+            if e.table != Table.INGRESS and (e.match.eth_src is not None or e.match.eth_dst is not None)
+        ]
+
+    def learned_src(self) -> set[tuple[int, str]]:
+        return {(e.match.metadata, e.match.eth_src) for e in self.table.table(Table.ETH_SRC) if e.match.eth_src}
+
+    def learned_dst_macs(self) -> set[str]:
+        return {e.match.eth_dst for e in self.table.table(Table.ETH_DST) if e.match.eth_dst}
+
+
+@pytest.fixture
+def plain() -> Rig:
+    return Rig()
+
+
+@pytest.fixture
+def rig() -> Rig:
+    rig = Rig()
+    rig.apply(rig.lag.add_bond(BOND, [1, 2]))
+    rig.apply(rig.lag.set_member(BOND, 1, collecting=True, distributing=True))
+    rig.apply(rig.lag.set_member(BOND, 2, collecting=True, distributing=True))
+    return rig
+
+
+def deletes(msgs: list[Message]) -> list[FlowMod]:
+    return [m for m in msgs if isinstance(m, FlowMod) and m.command is not FlowCommand.ADD]
+
+
+# -- logical ids -------------------------------------------------------------------------
+
+
+def test_logical_ids_tell_bonds_from_ports(rig):
+    assert BOND_LP == BOND_BASE | BOND and BOND_LP != BOND
+    assert is_bond(BOND_LP) and not is_bond(1) and not is_bond(0xFFFFFF00)
+    assert bond_group(BOND_LP) == BOND
+    with pytest.raises(ValueError):
+        bond_group(3)
+    assert rig.lag.logical_port(1) == rig.lag.logical_port(2) == BOND_LP
+    assert rig.lag.logical_port(3) == 3
+    assert rig.lag.logical_port(9) is None
+    assert rig.lag.plain_ports() == {3, 4, 5}
+    bond = rig.lag.bonds()[BOND]
+    assert bond.members == bond.collecting == bond.distributing == {1, 2}
+    assert bond.logical == BOND_LP
+
+
+# -- flooding ----------------------------------------------------------------------------
+
+
+def test_broadcast_from_plain_port_leaves_every_other_port_and_the_bond_once(rig):
+    members_used = set()
+    for src in sources():
+        out = rig.send(3, src).outputs
+        assert out - {1, 2} == {4, 5}
+        assert len(out & {1, 2}) == 1
+        members_used |= out & {1, 2}
+    assert members_used == {1, 2}  # the bond's group chooses, not a fixed member
+
+
+def test_broadcast_from_a_member_never_returns_into_the_bond(rig):
+    for port in (1, 2):
+        for src in sources(8):
+            assert rig.send(port, src).outputs == {3, 4, 5}
+
+
+def test_unknown_unicast_is_flooded_like_broadcast(rig):
+    out = rig.send(3, H3, H4).outputs
+    assert out - {1, 2} == {4, 5} and len(out & {1, 2}) == 1
+
+
+def test_local_and_unknown_ports_carry_nothing(rig):
+    assert OFPP_LOCAL not in rig.lag.plain_ports()
+    assert rig.apply(rig.lag.port_added(OFPP_LOCAL)) == []
+    assert rig.table.forward(OFPP_LOCAL, H1, BCAST).dropped
+    assert rig.table.forward(9, H1, BCAST).dropped
+    assert rig.lag.packet_in(9, H1, BCAST) == []
+    assert all(OFPP_LOCAL not in rig.send(3, src).outputs for src in sources(4))
+
+
+# -- learning ----------------------------------------------------------------------------
+
+
+def test_learned_destinations_are_unicast(rig):
+    rig.send(3, H3)
+    rig.send(1, H1)
+    assert rig.lag.macs() == {H3: 3, H1: BOND_LP}
+    assert rig.send(4, H4, H3).outputs == {3}
+    for src in sources():
+        out = rig.send(4, src, H1).outputs
+        assert len(out) == 1 and out <= {1, 2}
+    assert not rig.send(3, H3, H4).controller  # known source: not punted again
+
+
+def test_mac_seen_on_another_member_of_its_bond_does_not_flap(rig):
+    rig.send(1, H1)
+    rig.send(3, H3)
+    learned = {id(e) for e in rig.learned()}
+    result = rig.send(2, H1, H3)
+    assert not result.controller and result.outputs == {3}
+    # The punt can still come (a race, or flows queued before the learn): no flap.
+    msgs = rig.apply(rig.lag.packet_in(2, H1, H3))
+    assert deletes(msgs) == []
+    assert all(m.table == Table.ETH_SRC for m in msgs)
+    assert rig.lag.macs() == {H1: BOND_LP, H3: 3}
+    assert {id(e) for e in rig.learned() if e.match.eth_src != H1} <= learned
+    assert rig.send(4, H4, H3).outputs == {3}
+    assert len(rig.send(4, H4, H1).outputs & {1, 2}) == 1
+
+
+def test_mac_known_on_same_port_whose_source_flow_vanished_is_reinstalled(plain):
+    plain.send(3, H3)
+    plain.table.flows = [e for e in plain.table.flows if e.match.eth_src != H3]  # lost silently
+    assert plain.send(3, H3, H4).controller
+    assert plain.lag.macs() == {H3: 3}
+    assert (3, H3) in plain.learned_src()
+    assert not plain.send(3, H3, H4).controller
+
+
+def test_host_move_between_plain_ports(plain):
+    plain.send(3, H1)
+    plain.send(5, H5)
+    plain.send(4, H1)  # moved; the old flows' removals reach flow_removed and are ignored
+    assert plain.lag.macs() == {H1: 4, H5: 5}
+    assert plain.send(5, H5, H1).outputs == {4}
+    assert plain.learned_src() == {(4, H1), (5, H5)}
+    assert plain.lag.flow_removed(3, H1) == []
+    assert plain.lag.macs()[H1] == 4
+
+
+def test_host_move_from_bond_to_plain_port_drops_hairpin_rule(rig):
+    rig.send(1, H1)
+    rig.send(3, H1)
+    assert rig.lag.macs() == {H1: 3}
+    rig.send(2, H2)
+    assert rig.send(2, H2, H1).outputs == {3}
+
+
+def test_multicast_and_broadcast_sources_are_not_learned(plain):
+    for src in ("01:00:5e:00:00:01", BCAST, "00:00:00:00:00:00"):
+        assert plain.lag.packet_in(3, src, BCAST) == []
+    assert plain.lag.macs() == {}
+
+
+def test_macs_are_normalised(plain):
+    plain.apply(plain.lag.packet_in(3, "02-00-00-00-0A-0B", BCAST))
+    assert plain.lag.macs() == {"02:00:00:00:0a:0b": 3}
+    assert plain.send(4, H4, "02:00:00:00:0a:0b").outputs == {3}
+    plain.apply(plain.lag.flow_removed(3, "02:00:00:00:0A:0B"))
+    assert "02:00:00:00:0a:0b" not in plain.lag.macs()
+    with pytest.raises(ValueError):
+        plain.lag.packet_in(3, "02:00:00:00:0a", BCAST)
+
+
+# -- ageing and flushing -----------------------------------------------------------------
+
+
+def test_aged_out_mac_is_forgotten_and_flooded_again(plain):
+    plain.send(3, H3)
+    plain.send(4, H4)
+    plain.age(MAC_AGE - 10)
+    plain.send(4, H4, H5)
+    plain.age(20)
+    assert plain.lag.macs() == {H4: 4}
+    assert H3 not in plain.learned_dst_macs()
+    assert plain.send(4, H4, H3).outputs == {1, 2, 3, 5}
+
+
+def test_host_that_only_sends_stays_unicast(plain):
+    plain.send(3, H3)
+    for _ in range(10):  # H3 keeps talking for ten MAC ages; nobody sends to it
+        plain.age(MAC_AGE - 10)
+        plain.send(3, H3, H4)
+    assert plain.lag.macs() == {H3: 3}
+    assert plain.send(4, H4, H3).outputs == {3}
+
+
+def test_flush_one_bond_removes_only_its_macs(rig):
+    rig.send(1, H1)
+    rig.send(3, H3)
+    rig.send(4, H4)
+    rig.apply(rig.lag.flush(BOND_LP))
+    assert rig.lag.macs() == {H3: 3, H4: 4}
+    assert rig.learned_src() == {(3, H3), (4, H4)}
+    assert rig.learned_dst_macs() == {H3, H4}  # H1's forward and hairpin flows are gone
+    assert rig.send(5, H5, H3).outputs == {3}
+    rig.apply(rig.lag.flush(3))
+    assert rig.lag.macs() == {H4: 4, H5: 5}
+    assert rig.learned_dst_macs() == {H4, H5}
+
+
+def test_flush_all_removes_learned_flows_and_nothing_else(rig):
+    static = {id(e) for e in rig.table.flows}
+    rig.send(1, H1)
+    rig.send(3, H3)
+    rig.apply(rig.lag.flush())
+    assert rig.lag.macs() == {}
+    assert rig.learned() == []
+    assert {id(e) for e in rig.table.flows} == static
+    out = rig.send(3, H3, H1).outputs
+    assert out - {1, 2} == {4, 5} and len(out & {1, 2}) == 1
+
+
+# -- bond members ------------------------------------------------------------------------
+
+
+def test_unicast_to_bond_uses_only_distributing_members(rig):
+    rig.send(1, H1)
+    rig.apply(rig.lag.set_member(BOND, 2, collecting=True, distributing=False))
+    assert {p for src in sources() for p in rig.send(3, src, H1).outputs} == {1}
+    assert {p for src in sources() for p in rig.send(3, src).outputs} == {1, 4, 5}
+    rig.apply(rig.lag.set_member(BOND, 1, collecting=True, distributing=False))
+    assert all(rig.send(3, src, H1).dropped for src in sources())
+    assert all(rig.send(3, src).outputs == {4, 5} for src in sources())
+    assert rig.lag.macs()[H1] == BOND_LP
+    rig.apply(rig.lag.set_member(BOND, 2, collecting=True, distributing=True))
+    assert {p for src in sources() for p in rig.send(3, src, H1).outputs} == {2}
+    assert all(rig.send(3, src).outputs == {2, 4, 5} for src in sources())
+
+
+def test_member_not_collecting_drops_data_but_still_passes_lacp(rig):
+    rig.apply(rig.lag.set_member(BOND, 2, collecting=False, distributing=False))
+    assert rig.table.forward(2, H1, BCAST).dropped
+    assert rig.lag.packet_in(2, H1, BCAST) == []
+    for port in (1, 2):
+        result = rig.lacpdu(port)
+        assert result.controller and result.outputs == set() and result.meter == METER_ID
+    assert rig.send(1, H1).outputs == {3, 4, 5}
+
+
+def test_lacpdu_from_a_plain_port_is_dropped_not_flooded(rig):
+    assert rig.lacpdu(3).dropped
+    assert rig.lacpdu(OFPP_LOCAL).dropped
+
+
+def test_hairpin_to_a_mac_on_the_same_bond_is_dropped(rig):
+    rig.send(1, H1)
+    for src in sources():
+        rig.send(2, src)  # learn the sources first so the test frames are not punted
+        assert rig.send(2, src, H1).dropped
+        assert rig.send(1, src, H1).dropped
+    assert rig.send(3, H3, H1).outputs <= {1, 2}
+
+
+def test_set_member_never_touches_learned_macs(rig):
+    rig.send(1, H1)
+    rig.send(3, H3)
+    learned = {id(e) for e in rig.learned()}
+    macs = rig.lag.macs()
+
+    msgs = rig.apply(rig.lag.set_member(BOND, 2, collecting=True, distributing=False))
+    assert msgs == [GroupMod(GroupCommand.MODIFY, BOND, (1,))]
+    msgs = rig.apply(rig.lag.set_member(BOND, 2, collecting=False, distributing=False))
+    assert len(msgs) == 1 and msgs[0].table == Table.INGRESS and msgs[0].match == Match(in_port=2)
+    assert rig.apply(rig.lag.set_member(BOND, 2, collecting=False, distributing=False)) == []
+
+    # The last distributing member goes: the group and the floods (one per other logical port).
+    msgs = rig.apply(rig.lag.set_member(BOND, 1, collecting=False, distributing=False))
+    assert deletes(msgs) == []
+    flows = [m for m in msgs if isinstance(m, FlowMod)]
+    assert {m.match.metadata for m in flows if m.table == Table.ETH_DST} == {3, 4, 5}
+    assert len(msgs) == 1 + 1 + 3  # group, member 1's ingress, three floods
+    rig.apply(rig.lag.set_member(BOND, 1, collecting=True, distributing=True))
+    rig.apply(rig.lag.set_member(BOND, 2, collecting=True, distributing=True))
+
+    assert {id(e) for e in rig.learned()} == learned
+    assert rig.lag.macs() == macs
+    assert rig.send(4, H4, H3).outputs == {3}
+
+
+# -- bonds and ports come and go ---------------------------------------------------------
+
+
+def test_add_bond_forgets_macs_of_its_members_and_starts_with_nothing_distributing(plain):
+    plain.send(1, H1)
+    plain.send(3, H3)
+    msgs = plain.apply(plain.lag.add_bond(BOND, [1, 2]))
+    assert GroupMod(GroupCommand.ADD, BOND) in msgs
+    assert plain.table.groups == {BOND: ()}
+    assert plain.lag.macs() == {H3: 3}
+    assert plain.learned_dst_macs() == {H3}
+    assert plain.lag.plain_ports() == {3, 4, 5}
+    assert plain.table.forward(1, H1, BCAST).dropped  # not collecting yet
+    assert plain.lacpdu(1).controller
+    assert plain.send(3, H3).outputs == {4, 5}  # no member distributes
+
+
+def test_bond_validation_leaves_state_alone(rig):
+    before = rig.lag.bonds()
+    with pytest.raises(ValueError):
+        rig.lag.add_bond(BOND, [4])
+    with pytest.raises(ValueError):
+        rig.lag.add_bond(2, [2, 4])
+    with pytest.raises(ValueError):
+        rig.lag.add_bond(2, [])
+    with pytest.raises(ValueError):
+        rig.lag.add_bond(2, [OFPP_LOCAL])
+    with pytest.raises(ValueError):
+        rig.lag.set_member(BOND, 3, collecting=True, distributing=True)
+    with pytest.raises(ValueError):
+        rig.lag.remove_bond(2)
+    assert rig.lag.bonds() == before
+    assert rig.lag.plain_ports() == {3, 4, 5}
+
+
+def test_remove_bond_makes_members_plain_ports_again(rig):
+    rig.send(1, H1)
+    rig.send(3, H3)
+    rig.apply(rig.lag.remove_bond(BOND))
+    assert rig.table.groups == {}
+    assert rig.lag.bonds() == {}
+    assert rig.lag.plain_ports() == {1, 2, 3, 4, 5}
+    assert rig.lag.macs() == {H3: 3}
+    assert rig.send(3, H3, H1).outputs == {1, 2, 4, 5}
+    assert rig.send(1, H1).outputs == {2, 3, 4, 5}
+    assert rig.lag.macs()[H1] == 1
+    assert rig.send(3, H3, H1).outputs == {1}
+    assert rig.lacpdu(1).dropped
+
+
+def test_second_bond_floods_once_through_each(rig):
+    rig.apply(rig.lag.add_bond(7, [4, 5]))
+    rig.apply(rig.lag.set_member(7, 4, collecting=True, distributing=True))
+    rig.apply(rig.lag.set_member(7, 5, collecting=True, distributing=True))
+    for src in sources():
+        out = rig.send(3, src).outputs
+        assert len(out & {1, 2}) == 1 and len(out & {4, 5}) == 1 and len(out) == 2
+        assert rig.send(4, src).outputs - {1, 2} == {3}
+
+
+def test_ports_added_and_removed(plain):
+    plain.table.live_ports.add(6)
+    plain.apply(plain.lag.port_added(6))
+    assert plain.send(3, H3).outputs == {1, 2, 4, 5, 6}
+    assert plain.send(6, H5).outputs == {1, 2, 3, 4, 5}
+    assert plain.send(3, H3, H5).outputs == {6}
+    plain.apply(plain.lag.port_removed(6))
+    assert plain.lag.macs() == {H3: 3}
+    assert plain.learned_dst_macs() == {H3}
+    assert plain.send(3, H3, H5).outputs == {1, 2, 4, 5}
+    assert plain.table.forward(6, H5, BCAST).dropped
+
+
+def test_member_port_added_stays_a_member(rig):
+    rig.apply(rig.lag.port_removed(2))
+    assert rig.lag.port_added(2) == []
+    assert rig.lag.logical_port(2) == BOND_LP
+    assert rig.lag.plain_ports() == {3, 4, 5}
+
+
+def test_removed_member_comes_back_plain_only_if_present(rig):
+    rig.apply(rig.lag.port_removed(2))
+    rig.apply(rig.lag.remove_bond(BOND))
+    assert rig.lag.plain_ports() == {1, 3, 4, 5}
+    assert rig.table.forward(2, H1, BCAST).dropped
+
+
+# -- startup -----------------------------------------------------------------------------
+
+
+def test_startup_with_meters_limits_lacp_punts():
+    rig = Rig(meters=True)
+    rig.apply(rig.lag.add_bond(BOND, [1, 2]))
+    assert rig.table.meters[METER_ID].rate_pps == rig.lag.lacp_meter_pps
+    assert rig.lacpdu(1).meter == METER_ID
+    assert rig.send(3, H3).meter is None  # only LACP is metered
+
+
+def test_startup_without_meters_references_none():
+    rig = Rig(meters=False)
+    rig.apply(rig.lag.add_bond(BOND, [1, 2]))
+    assert rig.table.meters == {}
+    result = rig.lacpdu(1)
+    assert result.controller and result.meter is None
+
+
+def test_startup_again_wipes_our_flows_and_groups_but_not_others():
+    rig = Rig(meters=False)
+    rig.apply(rig.lag.add_bond(BOND, [1, 2]))
+    rig.apply(rig.lag.set_member(BOND, 1, collecting=True, distributing=True))
+    rig.send(1, H1)
+    rig.send(3, H3)
+    foreign = FlowMod(Table.ETH_DST, 5, Match(eth_dst=H5), actions=(Output(5),), cookie=0x1234)
+    rig.table.apply([foreign])
+    rig.apply(rig.lag.startup(PORTS, meters=False))
+    assert rig.table.groups == {}
+    assert rig.learned_src() == set()
+    assert rig.learned_dst_macs() == {H5}
+    assert rig.lag.macs() == {} and rig.lag.bonds() == {}
+    assert rig.send(3, H3).outputs == {1, 2, 4, 5}
+    assert sum(e.mod == foreign for e in rig.table.flows) == 1
+
+
+def test_every_flow_carries_our_cookie(rig):
+    rig.apply(rig.lag.add_bond(7, [4, 5]))
+    rig.apply(rig.lag.set_member(7, 4, collecting=False, distributing=True))
+    rig.send(1, H1)
+    rig.send(3, H3)
+    assert rig.table.flows
+    assert all(e.cookie & COOKIE_MASK == COOKIE for e in rig.table.flows)
+
+
+def test_constructor_validates():
+    with pytest.raises(ValueError):
+        LagSwitch(mac_age=0)
+    with pytest.raises(ValueError):
+        LagSwitch(mac_age=70000)
+    with pytest.raises(ValueError):
+        LagSwitch(lacp_meter_pps=0)
