@@ -239,32 +239,18 @@ def lacp_show(bond: str) -> str:
 
 
 def parse_lacp_show(text: str) -> dict:
-    """The parts of ``ovs-appctl lacp/show`` the tests read."""
+    """``ovs-appctl lacp/show``: the bond's status and, per member, its fields (``partner_state``...)."""
     status = re.search(r"^\s*status: (.*)$", text, re.M)
     members: dict[str, dict[str, str]] = {}
     current: dict[str, str] | None = None
-    section = None
     for line in text.splitlines():
-        m = re.match(r"^(?:slave|member): (\S+): (.*)$", line.strip())
-        if m:
-            current = {"status": m.group(2)}
-            members[m.group(1)] = current
-            section = None
+        head = re.match(r"^(?:slave|member): (\S+): (.*)$", line.strip())
+        if head:
+            current = members[head.group(1)] = {"status": head.group(2)}
             continue
-        if current is None:
-            continue
-        stripped = line.strip()
-        if stripped in ("actor state:", "partner state:"):
-            section = stripped.split()[0]
-            current[section + "_state"] = ""
-            continue
-        if section and line.startswith("\t\t") or (section and line.startswith("        ")):
-            current[section + "_state"] += " " + stripped
-            continue
-        section = None
-        kv = re.match(r"^(\w[\w ]*): (.*)$", stripped)
-        if kv:
-            current[kv.group(1)] = kv.group(2)
+        field_ = re.match(r"^(\w[\w ]*): (.*)$", line.strip())
+        if current is not None and field_:
+            current[field_.group(1).replace(" ", "_")] = field_.group(2)
     return {"status": status.group(1) if status else "", "members": members}
 
 

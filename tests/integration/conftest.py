@@ -1,0 +1,74 @@
+"""Fixtures for tests on a real Open vSwitch (userspace datapath) in network namespaces."""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass
+
+import pytest
+
+from ryu_lag.config import BondConfig
+from ryu_lag.store import BondStore
+from tests.integration.netlab import Host, Lab, Member, ovs_available
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _needs_ovs():
+    reason = ovs_available()
+    if reason is not None:
+        pytest.skip(f"Open vSwitch unavailable: {reason}")
+
+
+@pytest.fixture
+def lab():
+    lab = Lab()
+    yield lab
+    lab.close()
+
+
+def store_bonds(db: pathlib.Path, *bonds: tuple[int, dict]) -> None:
+    """Write bond configuration straight into the state file before the controller starts."""
+    store = BondStore(str(db))
+    for key, (dpid, data) in enumerate(bonds, start=1):
+        store.put(BondConfig.from_dict(dpid, data, key=key))
+    store.close()
+
+
+@dataclass
+class Classic:
+    """h1 behind an Open vSwitch LACP partner over two member paths; h2-h4 single-homed on s1."""
+
+    lab: Lab
+    s1: str
+    partner: str
+    bond: str
+    members: list[Member]
+    h1: Host
+    others: list[Host]
+    of_port: int
+    api_port: int
+    log: pathlib.Path
+
+
+def build_classic(
+    lab: Lab,
+    tmp: pathlib.Path,
+    *,
+    rate: str = "fast",
+    mode: str = "active",
+    partner_mode: str = "active",
+    extra_ports: int = 0,
+) -> Classic:
+    """The classic experiment; s1 (dpid 1) bonds ports 1,2 (plus ``extra_ports`` more members)."""
+    db = tmp / "state.sqlite3"
+    ports = [1, 2] + [6 + i for i in range(extra_ports)]
+    store_bonds(db, (1, {"name": "bond0", "ports": ports, "rate": rate, "mode": mode}))
+    log = tmp / "ryu-lag.log"
+    _, of_port, api_port = lab.controller(db, log=log)
+    s1 = lab.bridge("s1", dpid=1, controller=of_port)
+    partner = lab.bridge("p1")
+    members = [lab.member_path(s1, 1, "1"), lab.member_path(s1, 2, "2")]
+    h1 = lab.host("h1", "10.0.0.1", partner)
+    others = [lab.host(f"h{i}", f"10.0.0.{i}", s1, i + 1) for i in (2, 3, 4)]
+    bond = lab.ovs_bond(partner, members, mode=partner_mode, fast=True)
+    return Classic(lab, s1, partner, bond, members, h1, others, of_port, api_port, log)
