@@ -15,6 +15,7 @@ aggregator's. A member cabled to another device or bond stays UNSELECTED and
 from __future__ import annotations
 
 import collections
+import math
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -88,12 +89,17 @@ class LacpBond:
             self.members[port] = Member(config)
         self.partner_id: PartnerId | None = None
         self._roles: dict[int, tuple[bool, bool]] = {p: (False, False) for p in self.members}
+        self._selection_keys: dict[int, tuple[bool, PartnerId]] = {}
+        self._up = False
+        # No member timer fires before this; it may be early (then tick recomputes it), never late.
+        self._deadline = -math.inf
 
     # ---- events ----------------------------------------------------------
     def set_link(self, port: int, up: bool, now: float) -> Update:
         """The member's link went up or down (PORT_STATUS or port description)."""
-        self.members[port].set_link(up, now)
-        return self._settle(now)
+        member = self.members[port]
+        member.set_link(up, now)
+        return self._settle(now, [member])
 
     def receive_frame(self, port: int, frame: bytes, now: float) -> Update:
         """A slow-protocols frame arrived on member ``port``; bad ones are counted."""
@@ -104,13 +110,19 @@ class LacpBond:
             member.bad_pdu()
             return Update()
         member.receive(pdu, now)
-        return self._settle(now)
+        return self._settle(now, [member])
 
     def tick(self, now: float) -> Update:
-        """Run timers: expiry, aggregate wait, periodic transmission."""
-        for member in self.members.values():
+        """Run the timers that are due: expiry, aggregate wait, periodic transmission."""
+        if now < self._deadline:
+            return Update()
+        due = [m for m in self.members.values() if (t := m.next_deadline()) is not None and t <= now]
+        for member in due:
             member.run_timers(now)
-        return self._settle(now)
+        update = self._settle(now, due)
+        deadline = self.next_deadline()
+        self._deadline = math.inf if deadline is None else deadline
+        return update
 
     # ---- views -----------------------------------------------------------
     def distributing_count(self) -> int:
@@ -168,6 +180,9 @@ class LacpBond:
             and member.partner.system != self.system  # looped back to ourselves
         )
 
+    def _selection_key(self, member: Member) -> tuple[bool, PartnerId]:
+        return self._candidate(member), self._partner_id(member)
+
     def _select(self) -> None:
         candidates = [m for m in self.members.values() if self._candidate(m)]
         ids = collections.Counter(self._partner_id(m) for m in candidates)
@@ -178,21 +193,35 @@ class LacpBond:
         chosen = {m.port for m in candidates if self._partner_id(m) == self.partner_id}
         for member in self.members.values():
             member.selected = member.port in chosen
+            self._selection_keys[member.port] = self._selection_key(member)
 
-    def _settle(self, now: float) -> Update:
-        self._select()
-        for member in self.members.values():
+    def _settle(self, now: float, touched: list[Member]) -> Update:
+        """Bring the bond to rest after events on ``touched`` members.
+
+        Work is limited to those members unless the aggregator's selection or the
+        bond's min_links state changes, which concern every member.
+        """
+        everyone = list(self.members.values())
+        if any(self._selection_keys.get(m.port) != self._selection_key(m) for m in touched):
+            self._select()
+            touched = everyone
+        for member in touched:
             member.run_mux(now)
         up = self.is_up()
-        for member in self.members.values():
-            member.enabled = up and member.distributing
+        if up != self._up:
+            self._up = up
+            touched = everyone
         update = Update()
-        for port, member in self.members.items():
+        for member in touched:
+            member.enabled = up and member.distributing
             role = (member.collecting, member.enabled)
-            if role != self._roles[port]:
-                self._roles[port] = role
-                update.changes.append(MemberChange(port, *role))
+            if role != self._roles[member.port]:
+                self._roles[member.port] = role
+                update.changes.append(MemberChange(member.port, *role))
             pdu = member.poll_transmit(now)
             if pdu is not None:
-                update.transmit.append(Transmit(port, pdu))
+                update.transmit.append(Transmit(member.port, pdu))
+            deadline = member.next_deadline()
+            if deadline is not None:
+                self._deadline = min(self._deadline, deadline)
         return update
