@@ -1,0 +1,1 @@
+"""REST API of ryu_lag: a thin WSGI layer over the service."""

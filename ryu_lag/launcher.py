@@ -1,0 +1,55 @@
+"""The ``ryu-lag`` command: Ryu's manager running the ``ryu_lag.app`` application.
+
+Every ``ryu-manager`` flag works (``--ofp-tcp-listen-port``, ``--wsapi-host``,
+``--wsapi-port``, ``--config-file``, the log flags, ...), plus the ``--lag-*`` options of
+:mod:`ryu_lag.options`. The application is always ``ryu_lag.app``: there is no
+positional app list to give. Unlike ``ryu-manager``, which listens on every address,
+``ryu-lag`` listens on 127.0.0.1 (OpenFlow on port 6653, REST on port 8080) unless
+``--ofp-listen-host`` or ``--wsapi-host`` (on the command line or in a config file) say
+otherwise. SIGTERM stops it as cleanly as Ctrl-C does: the apps are closed, exit status 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from oslo_config import cfg
+from ryu.cfg import CONF
+
+from ryu_lag import eventlet_compat, options
+
+APP = "ryu_lag.app"
+LOOPBACK = "127.0.0.1"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run Ryu's manager with ``ryu_lag.app`` and the command-line flags ``argv``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    eventlet_compat.apply()
+    options.register()
+    # Importing the manager registers Ryu's own options and monkey-patches via eventlet.
+    from ryu.cmd import manager
+
+    _listen_on_loopback(CONF)
+    signal.signal(signal.SIGTERM, _interrupt)
+    manager.main(args=[APP, *args], prog="ryu-lag")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # Ryu's manager closes its apps and returns on KeyboardInterrupt.
+    raise KeyboardInterrupt
+
+
+def _listen_on_loopback(conf: cfg.ConfigOpts) -> None:
+    # Re-registered rather than set_default(), so that --help states the new default.
+    for name, what in (("ofp-listen-host", "openflow"), ("wsapi-host", "webapp")):
+        opt = cfg.StrOpt(name, default=LOOPBACK, help=f"{what} listen host (default {LOOPBACK})")
+        conf.unregister_opt(opt)
+        conf.register_cli_opt(opt)
+
+
+if __name__ == "__main__":
+    main()

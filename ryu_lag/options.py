@@ -1,0 +1,84 @@
+"""ryu_lag's options on Ryu's shared ``ryu.cfg.CONF``, read as ``CONF.lag_db`` and so on.
+
+On the command line they are ``--lag-db``, ``--lag-api-token``, ``--lag-insecure``,
+``--lag-tick-interval`` and ``--lag-mac-age``; in a ``--config-file``, ``lag_db = ...`` under
+``[DEFAULT]``. The API token falls back to the environment variable ``RYU_LAG_API_TOKEN``
+(:func:`api_token`), which keeps it off command lines that other users can see.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from oslo_config import cfg
+from ryu.cfg import CONF
+
+DB_FILENAME = "ryu_lag.sqlite3"
+TOKEN_ENV = "RYU_LAG_API_TOKEN"
+
+
+def default_db_path() -> Path:
+    """Where the SQLite state lives by default: ``$XDG_STATE_HOME/ryu-lag/ryu_lag.sqlite3``.
+
+    ``$XDG_STATE_HOME`` falls back to ``~/.local/state`` when unset or empty.
+    """
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "ryu-lag" / DB_FILENAME
+
+
+def _opts() -> list[cfg.Opt]:
+    return [
+        cfg.StrOpt(
+            "lag-db",
+            default=str(default_db_path()),
+            metavar="PATH",
+            help="SQLite file holding ryu_lag's state "
+            "(default $XDG_STATE_HOME/ryu-lag/%s, or ~/.local/state/ryu-lag/%s)"
+            % (DB_FILENAME, DB_FILENAME),
+        ),
+        cfg.StrOpt(
+            "lag-api-token",
+            default=None,
+            secret=True,
+            help="token that REST API clients must present as 'Authorization: Bearer TOKEN' "
+            "(default: $%s, else none)" % TOKEN_ENV,
+        ),
+        cfg.BoolOpt(
+            "lag-insecure",
+            default=False,
+            help="allow the REST API on a non-loopback address without a token",
+        ),
+        cfg.FloatOpt(
+            "lag-tick-interval",
+            default=0.05,
+            min=0.001,
+            help="seconds between ticks of the LACP engine clock (default 0.05)",
+        ),
+        cfg.IntOpt(
+            "lag-mac-age",
+            default=300,
+            min=1,
+            help="seconds after which a learned MAC address is forgotten (default 300)",
+        ),
+    ]
+
+
+def api_token(conf: cfg.ConfigOpts = CONF) -> str | None:
+    """The REST API token: ``--lag-api-token``, else ``$RYU_LAG_API_TOKEN``; None when neither is set."""
+    return conf.lag_api_token or os.environ.get(TOKEN_ENV) or None
+
+
+def register(conf: cfg.ConfigOpts = CONF) -> None:
+    """Register the ``--lag-*`` options on ``conf`` (idempotent).
+
+    Before the command line is parsed they become command-line options. After it (an app
+    module imported by plain ``ryu-manager``) they can only be set in a config file.
+    """
+    for opt in _opts():
+        if opt.dest in conf:
+            continue
+        try:
+            conf.register_cli_opt(opt)
+        except cfg.ArgsAlreadyParsedError:
+            conf.register_opt(opt)
