@@ -183,12 +183,11 @@ class LagService:
         runtime = self.switches.get(dpid)
         if runtime is None:
             return effects
-        is_new = port.port not in runtime.ports
+        if port.port not in runtime.ports:
+            effects.send(dpid, runtime.switch.port_added(port.port))  # a member stays a member
         runtime.ports[port.port] = port
         bond = runtime.bond_of_port(port.port)
         if bond is None:
-            if is_new:
-                effects.send(dpid, runtime.switch.port_added(port.port))
             return effects
         self._engine_update(runtime, bond, bond.engine.set_link(port.port, port.up, now), effects)
         return effects
@@ -198,10 +197,9 @@ class LagService:
         runtime = self.switches.get(dpid)
         if runtime is None or runtime.ports.pop(port_no, None) is None:
             return effects
+        effects.send(dpid, runtime.switch.port_removed(port_no))
         bond = runtime.bond_of_port(port_no)
-        if bond is None:
-            effects.send(dpid, runtime.switch.port_removed(port_no))
-        else:
+        if bond is not None:
             self._engine_update(runtime, bond, bond.engine.set_link(port_no, False, now), effects)
         return effects
 
