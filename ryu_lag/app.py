@@ -20,6 +20,7 @@ from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISP
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
+from rest.api import install as install_rest_api
 from ryu_lag import options
 from ryu_lag.config import BondConfig
 from ryu_lag.ofp_ryu import to_ryu
@@ -67,6 +68,7 @@ class LagApp(app_manager.RyuApp):
         self.service = LagService(store, mac_age=CONF.lag_mac_age)
         self.datapaths: dict[int, Any] = {}
         self._pending_meters: dict[int, Any] = {}
+        install_rest_api(kwargs["wsgi"], self)
         LOG.info("ryu_lag: state in %s, %d bonds configured", CONF.lag_db, sum(len(v) for v in self.service.configs.values()))
 
     def start(self) -> Any:
@@ -98,7 +100,7 @@ class LagApp(app_manager.RyuApp):
 
     # ---- clock -----------------------------------------------------------------
     def _ticker(self) -> None:
-        while True:
+        while self.is_active:
             hub.sleep(self.tick_interval)
             try:
                 self.execute(self.service.tick(time.monotonic()))

@@ -1,0 +1,264 @@
+"""``lagctl``: the ryu_lag REST API from a shell, over :class:`clients.client.LagClient`.
+
+Tables for people, ``--json`` for scripts. The token comes from ``$RYU_LAG_API_TOKEN``
+(never from the command line, which other users can see), the URL from ``--url`` or
+``$LAGCTL_URL``. Each kind of failure has its own exit status (see ``EXIT_*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from clients.client import (
+    DEFAULT_URL,
+    ApiError,
+    Conflict,
+    ConnectionFailed,
+    LagClient,
+    NotFound,
+    Unauthorized,
+    ValidationError,
+    format_dpid,
+)
+
+TOKEN_ENV = "RYU_LAG_API_TOKEN"
+URL_ENV = "LAGCTL_URL"
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # any other refusal, or a server error
+EXIT_USAGE = 2  # argparse's
+EXIT_UNREACHABLE = 3
+EXIT_NOT_FOUND = 4
+EXIT_CONFLICT = 5
+EXIT_INVALID = 6
+EXIT_UNAUTHORIZED = 7
+
+STATE_LETTERS = "ATGSCDFE"  # activity timeout(short) aggregation sync collecting distributing defaulted expired
+_BITS = ("activity", "timeout", "aggregation", "synchronization", "collecting", "distributing", "defaulted", "expired")
+
+EPILOG = f"""\
+dpids are hex: 0000000000000001, 1 and 0x1 are the same switch.
+LACP state letters: {STATE_LETTERS} = activity, short timeout, aggregation, synchronization,
+collecting, distributing, defaulted, expired ('.' when clear).
+environment: {TOKEN_ENV} (the API token), {URL_ENV} (default {DEFAULT_URL}).
+exit status: 0 ok, 1 other error, 2 usage, 3 controller unreachable, 4 not found,
+5 conflict, 6 invalid request, 7 unauthorized.
+"""
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Left-aligned columns, two spaces apart."""
+    cells = [list(map(str, headers))] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def state_letters(state: dict[str, bool] | None) -> str:
+    if state is None:
+        return "-"
+    return "".join(letter if state[bit] else "." for letter, bit in zip(STATE_LETTERS, _BITS))
+
+
+def render_bond(bond: dict[str, Any]) -> str:
+    """A bond: one summary line, its settings, and a member table."""
+    config = bond["config"]
+    members = bond["members"]
+    if not bond["applied"]:
+        status = "not applied (switch not connected)"
+    else:
+        status = f"{'up' if bond['up'] else 'down'}, {bond['distributing']}/{len(members)} members distributing"
+    partner = bond["partner"]
+    partner_text = (
+        f"{partner['system']} (priority {partner['system_priority']}, key {partner['key']})" if partner else "none"
+    )
+    lines = [
+        f"bond {bond['name']} on {bond['dpid']}: {status}",
+        f"  mode {config['mode']}  rate {config['rate']}  key {config['key']}  min_links {config['min_links']}"
+        f"  group {bond['group_id'] if bond['group_id'] is not None else '-'}"
+        f"  actor {bond['actor_system'] or '-'}  partner {partner_text}",
+    ]
+    rows = []
+    for m in members:
+        p = m["partner"]
+        last = m["since_last_lacpdu"]
+        c = m["counters"]
+        rows.append([
+            m["port"], m["link"], m["mux"], m["selection"], "yes" if m["enabled"] else "no",
+            f"{m['lacp_timeout']}s", f"{last:.1f}s" if last is not None else None,
+            state_letters(m["actor"]["state"]) if m["actor"] else None,
+            p["system"] if p else None, p["port"] if p else None, state_letters(p["state"]) if p else None,
+            c["lacpdus_rx"], c["lacpdus_tx"], c["bad_rx"], c["expirations"], m["reason"],
+        ])
+    headers = ["PORT", "LINK", "MUX", "SELECTION", "ENABLED", "TIMEOUT", "LAST RX", "ACTOR", "PARTNER",
+               "P.PORT", "P.STATE", "RX", "TX", "BAD", "EXP", "REASON"]
+    lines += ["  " + line for line in table(headers, rows).splitlines()]
+    return "\n".join(lines)
+
+
+def render_switch(switch: dict[str, Any]) -> str:
+    bonds = switch["bonds"]
+    head = f"switch {switch['dpid']}: {'connected' if switch['connected'] else 'not connected'}"
+    if switch["system"]:
+        head += f", system {switch['system']}"
+    head += f", {len(bonds)} bond{'s' if len(bonds) != 1 else ''}"
+    parts = [head]
+    if switch["ports"]:
+        rows = [[p["port"], p["mac"], "up" if p["up"] else "down", p["bond"]] for p in switch["ports"]]
+        parts.append(table(["PORT", "MAC", "LINK", "BOND"], rows))
+    parts += [render_bond(bond) for bond in bonds]
+    return "\n\n".join(parts)
+
+
+def render_switches(switches: list[dict[str, Any]]) -> str:
+    if not switches:
+        return "no switches"
+    rows = [[s["dpid"], "yes" if s["connected"] else "no", s["bond_count"]] for s in switches]
+    return table(["DPID", "CONNECTED", "BONDS"], rows)
+
+
+def render_macs(macs: list[dict[str, Any]]) -> str:
+    if not macs:
+        return "no learned MACs"
+    return table(["MAC", "ON"], [[m["mac"], m["bond"] if m["bond"] is not None else m["port"]] for m in macs])
+
+
+def _ports(value: str) -> list[int]:
+    """One ``--ports`` word: ``1`` or ``1,2``."""
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of port numbers: {value!r}") from None
+
+
+def _dpid(value: str) -> str:
+    try:
+        return format_dpid(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="lagctl", description="Manage ryu_lag LACP bonds over its REST API.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--url", default=os.environ.get(URL_ENV) or DEFAULT_URL,
+                    help=f"API base URL (default ${URL_ENV} or {DEFAULT_URL})")
+    ap.add_argument("--json", action="store_true", help="print the API's JSON instead of tables")
+    ap.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer (default 10)")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("switches", help="list switches that are connected or have bonds")
+    show = sub.add_parser("show", help="show a switch, or one bond, with member status")
+    show.add_argument("dpid", type=_dpid)
+    show.add_argument("bond", nargs="?")
+
+    for name, text in (("create", "create a bond (POST; name generated unless given)"),
+                       ("put", "create or replace a bond (PUT; idempotent)")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("dpid", type=_dpid)
+        if name == "put":
+            cmd.add_argument("name")
+        else:
+            cmd.add_argument("--name")
+        cmd.add_argument("--ports", nargs="+", type=_ports, required=True, metavar="PORT",
+                         help="member ports: 1 2 or 1,2")
+        cmd.add_argument("--mode", choices=["active", "passive"])
+        cmd.add_argument("--rate", choices=["fast", "slow"])
+        cmd.add_argument("--key", type=int)
+        cmd.add_argument("--system-priority", type=int)
+        cmd.add_argument("--port-priority", type=int)
+        cmd.add_argument("--min-links", type=int)
+        cmd.add_argument("--system", help="actor system id (MAC); default the switch's")
+
+    delete = sub.add_parser("delete", help="delete a bond; its ports become plain ports")
+    delete.add_argument("dpid", type=_dpid)
+    delete.add_argument("name")
+
+    for name, text in (("macs", "list learned MACs"), ("flush", "forget learned MACs and their flows")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("dpid", type=_dpid)
+        only = cmd.add_mutually_exclusive_group()
+        only.add_argument("--bond", help="only this bond's")
+        only.add_argument("--port", type=int, help="only this plain port's")
+    return ap
+
+
+def run(args: argparse.Namespace, client: LagClient, out: TextIO) -> None:
+    """Carry out one command, printing its result."""
+
+    def emit(data: Any, text: str) -> None:
+        out.write((json.dumps(data, indent=2) if args.json else text) + "\n")
+
+    if args.command == "switches":
+        switches = client.list_switches()
+        emit(switches, render_switches(switches))
+    elif args.command == "show":
+        if args.bond:
+            bond = client.get_bond(args.dpid, args.bond)
+            emit(bond, render_bond(bond))
+        else:
+            switch = client.get_switch(args.dpid)
+            emit(switch, render_switch(switch))
+    elif args.command in ("create", "put"):
+        settings = {
+            "mode": args.mode, "rate": args.rate, "key": args.key, "system_priority": args.system_priority,
+            "port_priority": args.port_priority, "min_links": args.min_links, "system": args.system,
+        }
+        ports = [port for word in args.ports for port in word]
+        if args.command == "create":
+            bond = client.create_bond(args.dpid, ports, name=args.name, **settings)
+        else:
+            bond = client.put_bond(args.dpid, args.name, ports, **settings)
+        emit(bond, render_bond(bond))
+    elif args.command == "delete":
+        client.delete_bond(args.dpid, args.name)
+        emit({"deleted": args.name, "dpid": args.dpid}, f"deleted bond {args.name} of {args.dpid}")
+    elif args.command == "macs":
+        macs = client.list_macs(args.dpid, bond=args.bond, port=args.port)
+        emit(macs, render_macs(macs))
+    elif args.command == "flush":
+        flushed = client.flush_macs(args.dpid, bond=args.bond, port=args.port)
+        emit({"dpid": args.dpid, "flushed": flushed}, f"flushed {flushed} MAC{'s' if flushed != 1 else ''}")
+
+
+def exit_status(error: Exception) -> int:
+    if isinstance(error, ConnectionFailed):
+        return EXIT_UNREACHABLE
+    if isinstance(error, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(error, Conflict):
+        return EXIT_CONFLICT
+    if isinstance(error, ValidationError):
+        return EXIT_INVALID
+    if isinstance(error, Unauthorized):
+        return EXIT_UNAUTHORIZED
+    return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``lagctl`` console script; returns the exit status."""
+    args = parser().parse_args(argv)
+    client = LagClient(args.url, token=os.environ.get(TOKEN_ENV) or None, timeout=args.timeout)
+    try:
+        run(args, client, sys.stdout)
+    except ApiError as exc:
+        if args.json:
+            error = {"status": exc.status, "code": exc.code, "message": exc.message}
+            print(json.dumps({"error": error}), file=sys.stderr)
+        else:
+            print(f"lagctl: {exc.code}: {exc.message}", file=sys.stderr)
+        return exit_status(exc)
+    except ConnectionFailed as exc:
+        print(f"lagctl: {exc}", file=sys.stderr)
+        return exit_status(exc)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

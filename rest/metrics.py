@@ -1,0 +1,108 @@
+"""Prometheus metrics: LACP state read from the service at scrape time, and REST requests.
+
+Each :class:`RestMetrics` has its own ``CollectorRegistry``, so several apps (and tests)
+never share series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rest.views import known_dpids, selection
+from ryu_lag.config import format_dpid
+from ryu_lag.lacp import MuxState
+from ryu_lag.service import LagService
+
+SELECTIONS = ("selected", "unselected", "standby")
+
+
+_BOND = ["dpid", "bond"]
+_MEMBER = ["dpid", "bond", "port"]
+
+
+class LacpCollector(Collector):
+    """Switch, bond and member series from the service's current state."""
+
+    def __init__(self, service: LagService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"ryu_lag_{name}", doc, labels=labels)
+
+        def counter(name: str, doc: str) -> CounterMetricFamily:
+            return CounterMetricFamily(f"ryu_lag_member_{name}", doc, labels=_MEMBER)
+
+        connected = gauge("switch_connected", "1 while the switch is connected", ["dpid"])
+        connections = gauge("switches_connected", "switches connected now", [])
+        bond_up = gauge("bond_up", "1 while at least min_links members distribute", _BOND)
+        bond_members = gauge("bond_members", "configured members of the bond", _BOND)
+        distributing = gauge("bond_distributing_members", "members distributing now", _BOND)
+        link = gauge("member_link_up", "1 while the member's link is up", _MEMBER)
+        mux = gauge("member_mux_state", "1 for the member's current mux state", [*_MEMBER, "state"])
+        selected = gauge("member_selection", "1 for the member's current selection", [*_MEMBER, "selection"])
+        enabled = gauge("member_enabled", "1 while the member carries traffic (distributing)", _MEMBER)
+        timeout = gauge("member_lacp_timeout_seconds", "LACP timeout (3, 90, or 0 before any LACPDU)", _MEMBER)
+        actor = gauge("member_actor_state", "actor state octet as sent in LACPDUs", _MEMBER)
+        partner = gauge("member_partner_state", "partner state octet as last received", _MEMBER)
+        rx = counter("lacpdus_received", "LACPDUs received")
+        tx = counter("lacpdus_sent", "LACPDUs sent")
+        bad = counter("bad_lacpdus_received", "malformed LACPDUs received")
+        expired = counter("expirations", "times the partner's information expired")
+
+        connections.add_metric([], len(self.service.switches))
+        for dpid in known_dpids(self.service):
+            dpid_s = format_dpid(dpid)
+            runtime = self.service.switches.get(dpid)
+            connected.add_metric([dpid_s], 1 if runtime is not None else 0)
+            for name, config in self.service.configs.get(dpid, {}).items():
+                bond = runtime.bonds.get(name) if runtime is not None else None
+                engine = bond.engine if bond is not None else None
+                bond_members.add_metric([dpid_s, name], len(config.ports))
+                bond_up.add_metric([dpid_s, name], 1 if engine is not None and engine.is_up() else 0)
+                distributing.add_metric([dpid_s, name], engine.distributing_count() if engine is not None else 0)
+                if engine is None:
+                    continue
+                for port, member in sorted(engine.members.items()):
+                    labels = [dpid_s, name, str(port)]
+                    link.add_metric(labels, 1 if member.link_up else 0)
+                    for state in MuxState:
+                        mux.add_metric([*labels, state.value], 1 if member.mux is state else 0)
+                    current = selection(member)
+                    for choice in SELECTIONS:
+                        selected.add_metric([*labels, choice], 1 if current == choice else 0)
+                    enabled.add_metric(labels, 1 if member.enabled else 0)
+                    timeout.add_metric(labels, member.lacp_timeout_seconds())
+                    actor.add_metric(labels, int(member.actor_state()))
+                    partner.add_metric(labels, int(member.partner.state))
+                    rx.add_metric(labels, member.counters.rx)
+                    tx.add_metric(labels, member.counters.tx)
+                    bad.add_metric(labels, member.counters.bad_rx)
+                    expired.add_metric(labels, member.counters.expirations)
+        yield from (connected, connections, bond_up, bond_members, distributing, link, mux, selected, enabled,
+                    timeout, actor, partner, rx, tx, bad, expired)
+
+
+class RestMetrics:
+    """One app's metrics registry: the LACP collector and the REST request counter."""
+
+    def __init__(self, service: LagService) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(LacpCollector(service))
+        self.requests = Counter(
+            "ryu_lag_rest_requests",
+            "REST requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+
+    def observe(self, route: str, method: str, status: int) -> None:
+        self.requests.labels(route=route, method=method, status=str(status)).inc()
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,350 @@
+"""The OpenAPI 3 document of the REST API (``GET /lag/openapi.json``).
+
+It must match ``rest.api``: the REST tests check every route and method against it and
+validate every response they see against the schema of its route, method and status.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ryu_lag.config import MAX_MEMBERS, MAX_PORT, NAME_RE
+
+_VERSION = "1.0.0"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+def _nullable_ref(name: str, description: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"allOf": [_ref(name)], "nullable": True}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+_INT16 = {"type": "integer", "minimum": 0, "maximum": 0xFFFF}
+_MAC = {"type": "string", "pattern": "^([0-9a-f]{2}:){5}[0-9a-f]{2}$"}
+_DPID = {"type": "string", "pattern": "^[0-9a-f]{16}$", "example": "0000000000000001"}
+_PORT = {"type": "integer", "minimum": 1, "maximum": MAX_PORT}
+_STATE_BITS = ("activity", "timeout", "aggregation", "synchronization", "collecting", "distributing", "defaulted",
+               "expired")
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": _object(
+        {
+            "error": _object(
+                {
+                    "code": {
+                        "type": "string",
+                        "enum": [
+                            "invalid_field", "malformed_json", "invalid_dpid", "unauthorized", "unknown_switch",
+                            "unknown_bond", "not_found", "method_not_allowed", "conflict", "payload_too_large",
+                            "unsupported_media_type", "unknown_port", "internal_error", "store_unavailable",
+                        ],
+                    },
+                    "message": {"type": "string"},
+                    "field": {"type": "string", "description": "the offending field, when there is one"},
+                },
+                required=["code", "message"],
+            )
+        }
+    ),
+    "SwitchSummary": _object(
+        {"dpid": _DPID, "connected": {"type": "boolean"}, "bond_count": {"type": "integer", "minimum": 0}}
+    ),
+    "SwitchList": _object({"switches": {"type": "array", "items": _ref("SwitchSummary")}}),
+    "Port": _object(
+        {
+            "port": _PORT,
+            "mac": {"type": "string"},
+            "up": {"type": "boolean"},
+            "bond": _nullable({"type": "string", "description": "the bond this port is a member of"}),
+        }
+    ),
+    "Switch": _object(
+        {
+            "dpid": _DPID,
+            "connected": {"type": "boolean"},
+            "system": _nullable({**_MAC, "description": "LACP system id of the switch (null while not connected)"}),
+            "bond_count": {"type": "integer", "minimum": 0},
+            "ports": {
+                "type": "array", "items": _ref("Port"), "description": "physical ports (empty while not connected)"
+            },
+            "bonds": {"type": "array", "items": _ref("Bond")},
+        }
+    ),
+    "BondInput": _object(
+        {
+            "name": {"type": "string", "pattern": NAME_RE.pattern, "description": "default (POST): bond0, bond1, ..."},
+            "ports": {"type": "array", "items": _PORT, "minItems": 1, "maxItems": MAX_MEMBERS, "uniqueItems": True},
+            "mode": {"type": "string", "enum": ["active", "passive"], "default": "active"},
+            "rate": {"type": "string", "enum": ["fast", "slow"], "default": "slow"},
+            "key": {
+                "type": "integer", "minimum": 1, "maximum": 0xFFFF,
+                "description": "actor key; default: the bond's current key, else the smallest unused",
+            },
+            "system_priority": {**_INT16, "default": 32768},
+            "port_priority": {**_INT16, "default": 32768},
+            "min_links": {"type": "integer", "minimum": 1, "maximum": MAX_MEMBERS, "default": 1},
+            "system": _nullable({**_MAC, "description": "actor system id; default: the switch's LOCAL port MAC"}),
+        },
+        required=["ports"],
+    ),
+    "BondConfig": _object(
+        {
+            "name": {"type": "string"},
+            "ports": {"type": "array", "items": _PORT},
+            "mode": {"type": "string", "enum": ["active", "passive"]},
+            "rate": {"type": "string", "enum": ["fast", "slow"]},
+            "key": {"type": "integer"},
+            "system_priority": _INT16,
+            "port_priority": _INT16,
+            "min_links": {"type": "integer"},
+            "system": _nullable(_MAC),
+        }
+    ),
+    "PartnerSystem": _object({"system": _MAC, "system_priority": _INT16, "key": _INT16}),
+    "Bond": _object(
+        {
+            "dpid": _DPID,
+            "name": {"type": "string"},
+            "config": _ref("BondConfig"),
+            "applied": {"type": "boolean", "description": "the switch is connected and the bond programmed"},
+            "up": {"type": "boolean", "description": "at least min_links members distribute"},
+            "distributing": {"type": "integer", "minimum": 0, "description": "members distributing now"},
+            "group_id": _nullable({"type": "integer"}),
+            "actor_system": _nullable(_MAC),
+            "partner": _nullable_ref("PartnerSystem", "the partner the aggregator chose"),
+            "members": {"type": "array", "items": _ref("Member")},
+        }
+    ),
+    "LacpState": _object({bit: {"type": "boolean"} for bit in _STATE_BITS}),
+    "PortInfo": _object(
+        {
+            "system": _MAC,
+            "system_priority": _INT16,
+            "key": _INT16,
+            "port": _INT16,
+            "port_priority": _INT16,
+            "state": _ref("LacpState"),
+        }
+    ),
+    "Counters": _object(
+        {
+            "lacpdus_rx": {"type": "integer", "minimum": 0},
+            "lacpdus_tx": {"type": "integer", "minimum": 0},
+            "bad_rx": {"type": "integer", "minimum": 0},
+            "expirations": {"type": "integer", "minimum": 0},
+        }
+    ),
+    "Member": _object(
+        {
+            "port": _PORT,
+            "link": {"type": "string", "enum": ["up", "down"]},
+            "mux": {"type": "string", "enum": ["detached", "waiting", "attached", "collecting", "distributing"]},
+            "selection": {
+                "type": "string",
+                "enum": ["selected", "unselected", "standby"],
+                "description": "standby: selected and ready, held back because the bond is below min_links",
+            },
+            "enabled": {"type": "boolean", "description": "the member carries traffic (distributing)"},
+            "reason": {"type": "string", "description": "why the member is (not) carrying traffic"},
+            "rx_state": _nullable(
+                {"type": "string", "enum": ["port_disabled", "expired", "defaulted", "current"]}
+            ),
+            "lacp_timeout": {"type": "integer", "enum": [0, 3, 90], "description": "0 before any LACPDU"},
+            "since_last_lacpdu": _nullable({"type": "number", "minimum": 0, "description": "seconds"}),
+            "actor": _nullable_ref("PortInfo", "null while the switch is not connected"),
+            "partner": _nullable_ref("PortInfo", "as last received, or the default before any LACPDU"),
+            "counters": _ref("Counters"),
+        }
+    ),
+    "Mac": _object(
+        {
+            "mac": _MAC,
+            "port": _nullable({**_PORT, "description": "the plain port it was learned on"}),
+            "bond": _nullable({"type": "string", "description": "the bond it was learned on"}),
+        }
+    ),
+    "MacList": _object({"dpid": _DPID, "macs": {"type": "array", "items": _ref("Mac")}}),
+    "Flushed": _object({"dpid": _DPID, "flushed": {"type": "integer", "minimum": 0}}),
+}
+
+_ERRORS = {
+    400: "invalid JSON, field or query parameter (unknown ones too)",
+    401: "missing or invalid bearer token",
+    404: "unknown switch or bond",
+    409: "a port already in another bond, a key already used, or (POST) the name taken",
+    413: "body over 64 KiB",
+    415: "body not JSON",
+    422: "a port the connected switch does not have",
+    500: "internal error; the controller log has the details",
+    503: "the state database cannot be written; nothing was changed",
+}
+
+
+def _json(schema_name: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": _ref(schema_name)}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _responses(ok: dict[int, Any], *errors: int) -> dict[str, Any]:
+    out = {str(code): value for code, value in ok.items()}
+    for code in (*errors, 401, 500):
+        out[str(code)] = {"$ref": f"#/components/responses/E{code}"}
+    return out
+
+
+_LOCATION = {"Location": {"description": "the bond's URL", "schema": {"type": "string"}}}
+_BODY = {
+    "required": True,
+    "description": "application/json; a body that parses as JSON is also accepted without a Content-Type "
+    "or as application/x-www-form-urlencoded (what curl -d sends)",
+    "content": {"application/json": {"schema": _ref("BondInput")}},
+}
+_DPID_PARAM = {"$ref": "#/components/parameters/dpid"}
+_BOND_PARAM = {"$ref": "#/components/parameters/bond"}
+_FILTERS = [
+    {"name": "bond", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "only MACs learned on this bond"},
+    {"name": "port", "in": "query", "required": False, "schema": _PORT,
+     "description": "only MACs learned on this plain port (not a bond member)"},
+]
+
+_PATHS: dict[str, Any] = {
+    "/lag": {
+        "get": {
+            "operationId": "listSwitches",
+            "summary": "Every switch that is connected or has bonds",
+            "responses": _responses({200: _json("SwitchList", "the switches")}),
+        }
+    },
+    "/lag/{dpid}": {
+        "parameters": [_DPID_PARAM],
+        "get": {
+            "operationId": "getSwitch",
+            "summary": "A switch, its ports and all its bonds with member status",
+            "responses": _responses({200: _json("Switch", "the switch")}, 404),
+        },
+        "post": {
+            "operationId": "createBond",
+            "summary": "Create a bond (the switch need not be connected yet)",
+            "requestBody": _BODY,
+            "responses": _responses({201: _json("Bond", "created", _LOCATION)}, 400, 409, 413, 415, 422, 503),
+        },
+    },
+    "/lag/{dpid}/{bond}": {
+        "parameters": [_DPID_PARAM, _BOND_PARAM],
+        "get": {
+            "operationId": "getBond",
+            "summary": "A bond with member status",
+            "responses": _responses({200: _json("Bond", "the bond")}, 404),
+        },
+        "put": {
+            "operationId": "putBond",
+            "summary": "Create or replace a bond; the same body again changes nothing",
+            "requestBody": _BODY,
+            "responses": _responses(
+                {200: _json("Bond", "replaced or unchanged"), 201: _json("Bond", "created", _LOCATION)},
+                400, 409, 413, 415, 422, 503,
+            ),
+        },
+        "delete": {
+            "operationId": "deleteBond",
+            "summary": "Delete a bond: its ports become plain ports, its group and flows are gone",
+            "responses": _responses({204: {"description": "deleted"}}, 404, 503),
+        },
+    },
+    "/lag/{dpid}/macs": {
+        "parameters": [_DPID_PARAM],
+        "get": {
+            "operationId": "listMacs",
+            "summary": "Learned MACs with their logical port (a plain port or a bond)",
+            "parameters": _FILTERS,
+            "responses": _responses({200: _json("MacList", "the learned MACs")}, 400, 404, 422),
+        },
+        "delete": {
+            "operationId": "flushMacs",
+            "summary": "Forget learned MACs and their flows: all, or one bond's or plain port's",
+            "parameters": _FILTERS,
+            "responses": _responses({200: _json("Flushed", "how many MACs were forgotten")}, 400, 404, 422),
+        },
+    },
+    "/lag/openapi.json": {
+        "get": {
+            "operationId": "getOpenApi",
+            "summary": "This document",
+            "responses": _responses(
+                {200: {"description": "OpenAPI 3 document",
+                       "content": {"application/json": {"schema": {"type": "object"}}}}}
+            ),
+        }
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "getMetrics",
+            "summary": "Prometheus metrics: LACP state and counters, bonds, switch connections, REST requests",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
+}
+
+_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "ryu_lag",
+        "version": _VERSION,
+        "description": (
+            "IEEE 802.1AX LACP link aggregation for OpenFlow 1.3 switches. A dpid is 16 lowercase hex "
+            "digits. Errors are JSON: {\"error\": {\"code\", \"message\"}}. A method a path does not "
+            "support answers 405 with Allow; OPTIONS answers 204 with Allow; GET paths answer HEAD. "
+            "With a token configured, every path but /metrics needs 'Authorization: Bearer TOKEN'."
+        ),
+    },
+    "paths": _PATHS,
+    "components": {
+        "schemas": _SCHEMAS,
+        "parameters": {
+            "dpid": {"name": "dpid", "in": "path", "required": True, "schema": _DPID},
+            "bond": {
+                "name": "bond", "in": "path", "required": True,
+                "schema": {"type": "string", "pattern": NAME_RE.pattern, "not": {"enum": ["macs"]}},
+            },
+        },
+        "responses": {f"E{code}": _json("Error", description) for code, description in _ERRORS.items()},
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    },
+    "security": [{"bearer": []}],
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document (a copy: callers may change it)."""
+    return copy.deepcopy(_DOCUMENT)
