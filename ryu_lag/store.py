@@ -33,21 +33,24 @@ class BondStore:
                 raise StoreError(f"cannot create the state directory {directory}: {exc}") from exc
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
             result = self._db.execute("PRAGMA quick_check").fetchone()
             if result is None or result[0] != "ok":
                 raise StoreError(f"state database {path} is corrupt: {result}")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS bonds (dpid INTEGER NOT NULL, name TEXT NOT NULL,"
-                " config TEXT NOT NULL, PRIMARY KEY (dpid, name))"
-            )
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            has_table = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bonds'").fetchone()
+            if has_table:
+                self.load_all()  # every stored row is valid before anything is written
+            self._db.execute("PRAGMA journal_mode=WAL")
+            if not has_table:
+                self._db.execute(
+                    "CREATE TABLE bonds (dpid INTEGER NOT NULL, name TEXT NOT NULL,"
+                    " config TEXT NOT NULL, PRIMARY KEY (dpid, name))"
+                )
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             # Prove it is writable now, not at the first API call.
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("ROLLBACK")
         except sqlite3.Error as exc:
             raise StoreError(f"state database {path} cannot be used: {exc}") from exc
-        self.load_all()  # validates every stored row now, not when a switch connects
 
     def load_all(self) -> list[BondConfig]:
         """Every stored bond; raises StoreError if a row is not valid configuration."""
