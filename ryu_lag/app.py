@@ -23,7 +23,7 @@ from ryu.ofproto import ofproto_v1_3
 from rest.api import install as install_rest_api
 from ryu_lag import options
 from ryu_lag.config import BondConfig
-from ryu_lag.ofp_ryu import to_ryu
+from ryu_lag.ofp_ryu import port_up, to_ryu
 from ryu_lag.openflow import OFPP_LOCAL, Table
 from ryu_lag.service import Effects, LagService, PortDesc
 from ryu_lag.store import BondStore, StoreError
@@ -46,9 +46,7 @@ def _guarded(handler: Callable[..., None]) -> Callable[..., None]:
 
 def port_desc(port: Any) -> PortDesc:
     """A Ryu OFPPort as a PortDesc."""
-    ofp = ofproto_v1_3
-    up = not (port.state & ofp.OFPPS_LINK_DOWN) and not (port.config & ofp.OFPPC_PORT_DOWN)
-    return PortDesc(port.port_no, port.hw_addr, up)
+    return PortDesc(port.port_no, port.hw_addr, port_up(port))
 
 
 class LagApp(app_manager.RyuApp):

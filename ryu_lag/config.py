@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ryu_lag.lacp.bond import DEFAULT_PORT_PRIORITY, DEFAULT_SYSTEM_PRIORITY
+from ryu_lag.lacp.bond import DEFAULT_PORT_PRIORITY, DEFAULT_SYSTEM_PRIORITY, BondSettings
 from ryu_lag.lacp.member import Mode, Rate
 
 MAX_PORT = 0xFFFFFF00  # OFPP_MAX: above are reserved ports
@@ -89,6 +89,17 @@ class BondConfig:
                 raise ConfigError("system", "a MAC address such as 02:00:00:00:00:01")
             system = system.lower()
         return cls(dpid=dpid, name=name, ports=tuple(sorted(ports)), key=key, system=system, **values)
+
+    def settings(self) -> BondSettings:
+        """The engine's view of this bond."""
+        return BondSettings(
+            key=self.key,
+            mode=self.mode,
+            rate=self.rate,
+            system_priority=self.system_priority,
+            port_priority=self.port_priority,
+            min_links=self.min_links,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the inverse of ``from_dict``), with the dpid as 16 hex digits."""

@@ -29,10 +29,10 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
 from ryu_lag.config import BondConfig, ConfigError
-from ryu_lag.lacp import BondSettings, LacpBond, Update, encode_frame
+from ryu_lag.lacp import LacpBond, Update, encode_frame
 from ryu_lag.lacp.bond import DEFAULT_PORT_PRIORITY, DEFAULT_SYSTEM_PRIORITY
 from ryu_lag.lacp.pdu import mac_to_str
-from ryu_lag.ofp_ryu import to_ryu
+from ryu_lag.ofp_ryu import port_up, to_ryu
 from ryu_lag.openflow import (
     ETH_TYPE_SLOW,
     OFPP_CONTROLLER,
@@ -86,12 +86,6 @@ def drop_flow(port: int, drop: bool) -> FlowMod:
     """Add (``drop``) or remove the rule discarding frames of a member that is not collecting."""
     command = FlowCommand.ADD if drop else FlowCommand.DELETE_STRICT
     return FlowMod(Table.INGRESS, DROP_PRIORITY, Match(in_port=port), command=command, cookie=COOKIE)
-
-
-def port_up(port: Any) -> bool:
-    """Whether a Ryu OFPPort has its link up and is not administratively down."""
-    ofp = ofproto_v1_3
-    return not (port.state & ofp.OFPPS_LINK_DOWN) and not (port.config & ofp.OFPPC_PORT_DOWN)
 
 
 @dataclass
@@ -206,18 +200,10 @@ class LacpLib(app_manager.RyuApp):
             self.send_event_to_observers(ev)
 
     def _apply(self, switch: _Switch, config: BondConfig, now: float) -> None:
-        settings = BondSettings(
-            key=config.key,
-            mode=config.mode,
-            rate=config.rate,
-            system_priority=config.system_priority,
-            port_priority=config.port_priority,
-            min_links=config.min_links,
-        )
         dp = switch.datapath
         local = dp.ports.get(OFPP_LOCAL)
-        system = local.hw_addr if local is not None else system_id_from_dpid(dp.id)
-        bond = _Bond(LacpBond(settings, system, config.ports))
+        system = config.system or (local.hw_addr if local is not None else system_id_from_dpid(dp.id))
+        bond = _Bond(LacpBond(config.settings(), system, config.ports))
         switch.bonds.append(bond)
         self._send(switch, [m for port in config.ports for m in (punt_flow(port), drop_flow(port, True))])
         for port in config.ports:

@@ -55,6 +55,11 @@ def _instructions(msg: of.FlowMod) -> list[Any]:
     return inst
 
 
+def port_up(port: Any) -> bool:
+    """Whether a Ryu OFPPort has its link up and is not administratively down."""
+    return not (port.state & ofp.OFPPS_LINK_DOWN) and not (port.config & ofp.OFPPC_PORT_DOWN)
+
+
 def to_ryu(datapath: Any, msg: of.Message) -> Any:
     """The Ryu message for ``msg`` on ``datapath``."""
     if isinstance(msg, of.FlowMod):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from ryu_lag.config import BondConfig, ConfigError
-from ryu_lag.lacp import BondSettings, LacpBond, Update
+from ryu_lag.lacp import LacpBond, Update
 from ryu_lag.lacp.pdu import ETH_TYPE_SLOW, SLOW_PROTOCOLS_MAC, encode_frame, mac_to_str
 from ryu_lag.openflow import Message, PacketOut
 from ryu_lag.store import BondStore
@@ -241,15 +241,7 @@ class LagService:
             return  # applied when the switch connects
         used = {b.group_id for b in runtime.bonds.values()}
         group_id = next(g for g in range(1, len(used) + 2) if g not in used)
-        settings = BondSettings(
-            key=config.key,
-            mode=config.mode,
-            rate=config.rate,
-            system_priority=config.system_priority,
-            port_priority=config.port_priority,
-            min_links=config.min_links,
-        )
-        bond = BondRuntime(config, group_id, LacpBond(settings, config.system or runtime.system, config.ports))
+        bond = BondRuntime(config, group_id, LacpBond(config.settings(), config.system or runtime.system, config.ports))
         runtime.bonds[config.name] = bond
         effects.send(config.dpid, runtime.switch.add_bond(group_id, config.ports))
         for port in config.ports:

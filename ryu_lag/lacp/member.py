@@ -16,6 +16,7 @@ Selection is decided by the bond (``ryu_lag.lacp.bond``), which sets
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 
@@ -204,27 +205,15 @@ class Member:
 
     def _enter_expired(self, now: float) -> None:
         self._set_rx(RxState.EXPIRED)
-        self._clear_partner_sync()
-        self.partner = PortInfo(
-            self.partner.system_priority,
-            self.partner.system,
-            self.partner.key,
-            self.partner.port_priority,
-            self.partner.port,
-            (self.partner.state | LacpState.TIMEOUT) & ~LacpState.SYNCHRONIZATION,
+        # Partner out of sync; ask for its PDUs at the fast rate to recover quickly.
+        self.partner = dataclasses.replace(
+            self.partner, state=(self.partner.state | LacpState.TIMEOUT) & ~LacpState.SYNCHRONIZATION
         )
         self._current_while = now + SHORT_TIMEOUT_TIME
         self._next_periodic = now
 
     def _clear_partner_sync(self) -> None:
-        self.partner = PortInfo(
-            self.partner.system_priority,
-            self.partner.system,
-            self.partner.key,
-            self.partner.port_priority,
-            self.partner.port,
-            self.partner.state & ~LacpState.SYNCHRONIZATION,
-        )
+        self.partner = dataclasses.replace(self.partner, state=self.partner.state & ~LacpState.SYNCHRONIZATION)
 
     def _set_rx(self, state: RxState) -> None:
         if state is not self.rx_state:
