@@ -150,15 +150,16 @@ def test_periodic_rate_follows_partner_timeout_bit():
     assert len([s for s in lab.sent if s[1] is b]) - start_b == 2  # every 30 s towards a slow actor
 
 
-def test_partner_key_change_drops_member_and_it_returns_when_it_agrees():
+@pytest.mark.parametrize("system, key", [(HOST, 99), (OTHER, 7)], ids=["key", "system"])
+def test_partner_key_or_system_change_drops_member_and_it_returns_when_it_agrees(system, key):
     lab, a, b = paired()
     lab.run(5.0)
-    b2 = bond(HOST, ports=(2,), key=99)  # member 2's partner is now another bond (key 99)
+    b2 = bond(system, ports=(2,), key=key)  # member 2's partner is now another bond or device
     wire = lab.wires[1]
     lab.wires[1] = type(wire)((a, 2), (b2, 2))
     b2.set_link(2, True, lab.now)
     lab.run(4.0)
-    assert a.members[2].partner.key == 99
+    assert (a.members[2].partner.system, a.members[2].partner.key) == (system, key)
     assert not a.members[2].selected and distributing(a) == {1}
     assert "differs" in a.reason(2)
     lab.wires[1] = wire  # cabled back to the right bond
