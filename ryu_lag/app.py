@@ -23,7 +23,7 @@ from ryu.ofproto import ofproto_v1_3
 from rest.api import install as install_rest_api
 from ryu_lag import options
 from ryu_lag.config import BondConfig
-from ryu_lag.ofp_ryu import port_up, to_ryu
+from ryu_lag.ofp_ryu import port_up, send
 from ryu_lag.openflow import OFPP_LOCAL, Table
 from ryu_lag.service import Effects, LagService, PortDesc
 from ryu_lag.store import BondStore, StoreError
@@ -76,11 +76,11 @@ class LagApp(app_manager.RyuApp):
 
     # ---- the one place that sends ------------------------------------------
     def execute(self, effects: Effects) -> None:
-        """Send the service's messages to their switches."""
-        for dpid, msg in effects.messages:
+        """Send the service's messages to their switches, one write per switch."""
+        for dpid, msgs in effects.by_switch().items():
             datapath = self.datapaths.get(dpid)
             if datapath is not None:
-                datapath.send_msg(to_ryu(datapath, msg))
+                send(datapath, msgs)
         for event in effects.member_events:
             LOG.info(
                 "switch %016x port %d %s distributing", event.dpid, event.port, "started" if event.enabled else "stopped"

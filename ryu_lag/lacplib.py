@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from ryu.base import app_manager
 from ryu.controller import event, ofp_event
@@ -32,7 +32,7 @@ from ryu_lag.config import BondConfig, ConfigError
 from ryu_lag.lacp import LacpBond, Update, encode_frame
 from ryu_lag.lacp.bond import DEFAULT_PORT_PRIORITY, DEFAULT_SYSTEM_PRIORITY
 from ryu_lag.lacp.pdu import mac_to_str
-from ryu_lag.ofp_ryu import port_up, to_ryu
+from ryu_lag.ofp_ryu import port_up, send
 from ryu_lag.openflow import (
     ETH_TYPE_SLOW,
     OFPP_CONTROLLER,
@@ -171,12 +171,6 @@ class LacpLib(app_manager.RyuApp):
             self._apply(switch, config, time.monotonic())
         return config
 
-    # ---- the one place that sends ----------------------------------------------
-    def _send(self, switch: _Switch, messages: Iterable[Message]) -> None:
-        datapath = switch.datapath
-        for msg in messages:
-            datapath.send_msg(to_ryu(datapath, msg))
-
     def _execute(self, switch: _Switch, bond: _Bond, update: Update) -> None:
         """Send the engine's LACPDUs, gate ingress on collecting, raise slave events."""
         messages: list[Message] = []
@@ -192,7 +186,7 @@ class LacpLib(app_manager.RyuApp):
             if change.distributing != (change.port in bond.enabled):
                 bond.enabled ^= {change.port}
                 events.append(EventSlaveStateChanged(switch.datapath, change.port, change.distributing))
-        self._send(switch, messages)
+        send(switch.datapath, messages)
         for ev in events:
             self.logger.info(
                 "switch %016x port %d %s distributing", switch.datapath.id, ev.port, "started" if ev.enabled else "stopped"
@@ -205,7 +199,7 @@ class LacpLib(app_manager.RyuApp):
         system = config.system or (local.hw_addr if local is not None else system_id_from_dpid(dp.id))
         bond = _Bond(LacpBond(config.settings(), system, config.ports))
         switch.bonds.append(bond)
-        self._send(switch, [m for port in config.ports for m in (punt_flow(port), drop_flow(port, True))])
+        send(switch.datapath, [m for port in config.ports for m in (punt_flow(port), drop_flow(port, True))])
         for port in config.ports:
             desc = dp.ports.get(port)
             if desc is not None and port_up(desc):
@@ -241,7 +235,7 @@ class LacpLib(app_manager.RyuApp):
             switch = _Switch(dp, macs)
             self._switches[dp.id] = switch
             # Forget flows a previous run left behind, then set up every bond.
-            self._send(switch, [FlowMod(Table.INGRESS, 0, Match(), FlowCommand.DELETE, cookie=COOKIE, cookie_mask=_ALL_BITS)])
+            send(switch.datapath, [FlowMod(Table.INGRESS, 0, Match(), FlowCommand.DELETE, cookie=COOKIE, cookie_mask=_ALL_BITS)])
             now = time.monotonic()
             for config in self._configs.get(dp.id, []):
                 self._apply(switch, config, now)

@@ -1,7 +1,7 @@
 """OpenFlow 1.3 messages as plain values.
 
-The switching logic and the service build these; only the Ryu shell turns them
-into Ryu parser objects (``ryu_lag.ofp_ryu``). Tests apply them to a fake flow
+The switching logic and the service build these; ``ryu_lag.ofp_wire`` encodes them
+as OpenFlow 1.3 bytes for the Ryu shell to send. Tests apply them to a fake flow
 table. Nothing here imports Ryu.
 """
 
@@ -92,13 +92,24 @@ class FlowMod:
     out_group: int = OFPG_ANY
 
 
+class GroupType(enum.Enum):
+    SELECT = "select"  # one live bucket per packet: a bond
+    ALL = "all"  # every bucket: a flood
+
+
 @dataclass(frozen=True)
 class GroupMod:
-    """A SELECT group whose buckets output to (and watch) ``ports``."""
+    """A group edit.
+
+    SELECT: one bucket per port in ``ports`` that outputs to that port and watches it.
+    ALL: one bucket per port in ``ports`` (output) and one per group in ``groups`` (chained).
+    """
 
     command: GroupCommand
     group_id: int
     ports: tuple[int, ...] = ()
+    group_type: GroupType = GroupType.SELECT
+    groups: tuple[int, ...] = ()
 
 
 class MeterCommand(enum.Enum):

@@ -56,6 +56,13 @@ class Effects:
     def send(self, dpid: int, msgs: Iterable[Message]) -> None:
         self.messages.extend((dpid, m) for m in msgs)
 
+    def by_switch(self) -> dict[int, list[Message]]:
+        """The messages per dpid, each switch's in order."""
+        grouped: dict[int, list[Message]] = {}
+        for dpid, msg in self.messages:
+            grouped.setdefault(dpid, []).append(msg)
+        return grouped
+
 
 @dataclass
 class BondRuntime:
