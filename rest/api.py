@@ -314,7 +314,7 @@ class LagController(ControllerBase):
             return bond_logical(runtime.bonds[name].group_id) if runtime is not None else None
         if "port" in params:
             text = params["port"]
-            if not text.isdigit() or not 1 <= int(text) <= MAX_PORT:
+            if not (text.isascii() and text.isdecimal()) or not 1 <= int(text) <= MAX_PORT:
                 raise ApiError(400, "invalid_field", f"port: {text!r} is not a port number", field="port")
             port = int(text)
             member_of = next((c.name for c in self.service.bond_configs(dp) if port in c.ports), None)
@@ -423,4 +423,8 @@ def install(wsgi: WSGIApplication, app: LagAppLike) -> None:
     if token is None and not is_loopback(host):
         LOG.warning("REST API on %s without a token (--lag-insecure): anyone who can reach it can change bonds", host)
     register(wsgi, app, token)
+    # Ryu's WSGI server logs every request at INFO through this logger (its only INFO line);
+    # at thousands of requests a second that log is most of a GET's cost. Changes are logged
+    # by the app, and /metrics counts requests by route and status.
+    logging.getLogger("ryu.lib.hub").setLevel(logging.WARNING)
     LOG.info("REST API on http://%s:%d/lag%s", host, CONF.wsapi_port, " (token required)" if token else "")

@@ -18,6 +18,7 @@ from ryu_lag.lacp import MuxState
 from ryu_lag.service import LagService
 
 SELECTIONS = ("selected", "unselected", "standby")
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
 
 
 _BOND = ["dpid", "bond"]
@@ -101,6 +102,9 @@ class RestMetrics:
         )
 
     def observe(self, route: str, method: str, status: int) -> None:
+        """Count a request; a method outside HTTP's standard ones counts as ``other``, so that
+        clients cannot grow the label set without bound."""
+        method = method if method in _HTTP_METHODS else "other"
         self.requests.labels(route=route, method=method, status=str(status)).inc()
 
     def exposition(self) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ryu_lag.config import MAX_MEMBERS, MAX_PORT, NAME_RE
+from ryu_lag.config import MAX_MEMBER_PORT, MAX_MEMBERS, MAX_PORT, NAME_RE
 
 _VERSION = "1.0.0"
 
@@ -42,6 +42,8 @@ _INT16 = {"type": "integer", "minimum": 0, "maximum": 0xFFFF}
 _MAC = {"type": "string", "pattern": "^([0-9a-f]{2}:){5}[0-9a-f]{2}$"}
 _DPID = {"type": "string", "pattern": "^[0-9a-f]{16}$", "example": "0000000000000001"}
 _PORT = {"type": "integer", "minimum": 1, "maximum": MAX_PORT}
+_MEMBER_PORT = {"type": "integer", "minimum": 1, "maximum": MAX_MEMBER_PORT}
+_NAME_PATTERN = f"^{NAME_RE.pattern}$"
 _STATE_BITS = ("activity", "timeout", "aggregation", "synchronization", "collecting", "distributing", "defaulted",
                "expired")
 
@@ -91,8 +93,8 @@ _SCHEMAS: dict[str, Any] = {
     ),
     "BondInput": _object(
         {
-            "name": {"type": "string", "pattern": NAME_RE.pattern, "description": "default (POST): bond0, bond1, ..."},
-            "ports": {"type": "array", "items": _PORT, "minItems": 1, "maxItems": MAX_MEMBERS, "uniqueItems": True},
+            "name": {"type": "string", "pattern": _NAME_PATTERN, "description": "default (POST): bond0, bond1, ..."},
+            "ports": {"type": "array", "items": _MEMBER_PORT, "minItems": 1, "maxItems": MAX_MEMBERS, "uniqueItems": True},
             "mode": {"type": "string", "enum": ["active", "passive"], "default": "active"},
             "rate": {"type": "string", "enum": ["fast", "slow"], "default": "slow"},
             "key": {
@@ -335,7 +337,7 @@ _DOCUMENT: dict[str, Any] = {
             "dpid": {"name": "dpid", "in": "path", "required": True, "schema": _DPID},
             "bond": {
                 "name": "bond", "in": "path", "required": True,
-                "schema": {"type": "string", "pattern": NAME_RE.pattern, "not": {"enum": ["macs"]}},
+                "schema": {"type": "string", "pattern": _NAME_PATTERN, "not": {"enum": ["macs"]}},
             },
         },
         "responses": {f"E{code}": _json("Error", description) for code, description in _ERRORS.items()},

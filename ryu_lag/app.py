@@ -88,13 +88,18 @@ class LagApp(app_manager.RyuApp):
 
     # ---- Python API (REST and tests use it) ---------------------------------
     def put_bond(self, config: BondConfig, *, replace: bool = True) -> None:
+        replaced = config.name in self.service.configs.get(config.dpid, {})
         self.execute(self.service.put_bond(config, time.monotonic(), replace=replace))
+        LOG.info("switch %016x bond %s %s: ports %s", config.dpid, config.name,
+                 "replaced" if replaced else "created", ",".join(map(str, config.ports)))
 
     def delete_bond(self, dpid: int, name: str) -> None:
         self.execute(self.service.delete_bond(dpid, name))
+        LOG.info("switch %016x bond %s deleted", dpid, name)
 
     def flush_macs(self, dpid: int, logical: int | None = None) -> None:
         self.execute(self.service.flush_macs(dpid, logical))
+        LOG.info("switch %016x learned MACs flushed%s", dpid, "" if logical is None else f" on logical port {logical:#x}")
 
     # ---- clock -----------------------------------------------------------------
     def _ticker(self) -> None:

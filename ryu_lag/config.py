@@ -8,16 +8,17 @@ stored rows, Python callers) becomes configuration; every rule raises
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from ryu_lag.lacp.bond import DEFAULT_PORT_PRIORITY, DEFAULT_SYSTEM_PRIORITY, BondSettings
 from ryu_lag.lacp.member import Mode, Rate
 
 MAX_PORT = 0xFFFFFF00  # OFPP_MAX: above are reserved ports
+MAX_MEMBER_PORT = 0xFFFF  # a LACPDU carries the actor's port number in 16 bits
 MAX_MEMBERS = 64
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
-MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")  # use fullmatch: "$" would take a trailing newline
+MAC_RE = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
 
 
 class ConfigError(ValueError):
@@ -59,7 +60,7 @@ class BondConfig:
         if unknown:
             raise ConfigError(unknown[0], "unknown field")
         name = data.get("name", name)
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise ConfigError("name", "1-32 characters of letters, digits, '_', '.', '-', starting with a letter or digit")
         ports = data.get("ports")
         if not isinstance(ports, list) or not ports:
@@ -67,8 +68,8 @@ class BondConfig:
         if len(ports) > MAX_MEMBERS:
             raise ConfigError("ports", f"at most {MAX_MEMBERS} members")
         for port in ports:
-            if not _is_int(port) or not 1 <= port <= MAX_PORT:
-                raise ConfigError("ports", f"{port!r} is not a port number (1..{MAX_PORT})")
+            if not _is_int(port) or not 1 <= port <= MAX_MEMBER_PORT:
+                raise ConfigError("ports", f"{port!r} is not a member port number (1..{MAX_MEMBER_PORT}: LACP carries 16 bits)")
         if len(set(ports)) != len(ports):
             raise ConfigError("ports", "a port is listed twice")
         key = data.get("key", key)
@@ -85,7 +86,7 @@ class BondConfig:
             raise ConfigError("min_links", f"{values['min_links']} is more than the {len(ports)} ports")
         system = data.get("system")
         if system is not None:
-            if not isinstance(system, str) or not MAC_RE.match(system.lower()) or system.lower() == "00:00:00:00:00:00":
+            if not isinstance(system, str) or not MAC_RE.fullmatch(system.lower()) or system.lower() == "00:00:00:00:00:00":
                 raise ConfigError("system", "a MAC address such as 02:00:00:00:00:01")
             system = system.lower()
         return cls(dpid=dpid, name=name, ports=tuple(sorted(ports)), key=key, system=system, **values)
@@ -103,12 +104,18 @@ class BondConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the inverse of ``from_dict``), with the dpid as 16 hex digits."""
-        data = asdict(self)
-        data["dpid"] = format_dpid(self.dpid)
-        data["ports"] = list(self.ports)
-        data["mode"] = self.mode.value
-        data["rate"] = self.rate.value
-        return data
+        return {
+            "dpid": format_dpid(self.dpid),
+            "name": self.name,
+            "ports": list(self.ports),
+            "key": self.key,
+            "mode": self.mode.value,
+            "rate": self.rate.value,
+            "system_priority": self.system_priority,
+            "port_priority": self.port_priority,
+            "min_links": self.min_links,
+            "system": self.system,
+        }
 
 
 def _is_int(value: Any) -> bool:

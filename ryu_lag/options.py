@@ -59,7 +59,8 @@ def _opts() -> list[cfg.Opt]:
             "lag-mac-age",
             default=300,
             min=1,
-            help="seconds after which a learned MAC address is forgotten (default 300)",
+            max=0xFFFF,  # an OpenFlow idle timeout is 16 bits
+            help="seconds after which a learned MAC address is forgotten (1..65535, default 300)",
         ),
     ]
 

@@ -59,7 +59,7 @@ class BondStore:
         for dpid, name, text in rows:
             try:
                 configs.append(BondConfig.from_dict(dpid, json.loads(text)))
-            except (ValueError, ConfigError) as exc:
+            except (ValueError, TypeError, ConfigError) as exc:  # TypeError: a column that is not text
                 raise StoreError(f"state database {self.path}: bond {name!r} of {dpid:016x} is invalid: {exc}") from exc
         return configs
 

@@ -93,14 +93,15 @@ def rows(db: Path) -> list[tuple]:
         conn.close()
 
 
-def test_invalid_stored_bond_stops_startup(tmp_path: Path):
+@pytest.mark.parametrize("config", ["'{\"ports\": []}'", "X'7b7d'", "42"], ids=["invalid", "blob", "number"])
+def test_invalid_stored_bond_stops_startup(tmp_path: Path, config: str):
     db = tmp_path / "state.sqlite3"
     store = BondStore(str(db))
     store.put(BondConfig.from_dict(1, {"name": "good", "ports": [1]}, key=1))
     store.close()
     conn = sqlite3.connect(db)
     with conn:
-        conn.execute("INSERT INTO bonds VALUES (1, 'bad', '{\"ports\": []}')")
+        conn.execute(f"INSERT INTO bonds VALUES (1, 'bad', {config})")
     conn.close()
     before = rows(db)
     assert_refused(db, "bond 'bad' of 0000000000000001 is invalid")

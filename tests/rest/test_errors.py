@@ -72,6 +72,9 @@ def test_malformed_json(busy: Rig, raw: bytes):
         ({"ports": [3], "name": "bad name"}, "name"),
         ({"ports": [3], "name": ["x"]}, "name"),
         ({"ports": [3], "name": "macs"}, "name"),
+        ({"ports": [3], "name": "bond9\n"}, "name"),  # a regex "$" would let the newline through
+        ({"ports": [3], "system": "02:00:00:00:00:01\n"}, "system"),
+        ({"ports": [65536]}, "ports"),  # LACP carries a member's port number in 16 bits
     ],
 )
 def test_invalid_fields_on_post(busy: Rig, body: Any, field: str):

@@ -80,6 +80,14 @@ def test_rest_requests_by_route_and_status(connected: Rig):
     assert value(found, name, route="unmatched", method="GET", status="400") == 1
 
 
+def test_made_up_methods_share_one_label(connected: Rig):
+    for method in ("FOO", "BAR", "BAZ"):
+        connected.request(method, f"/lag/{DPID_S}")
+    found = samples(connected)
+    assert value(found, "ryu_lag_rest_requests_total", route="/lag/{dpid}", method="other", status="405") == 3
+    assert value(found, "ryu_lag_rest_requests_total", route="/lag/{dpid}", method="FOO", status="405") is None
+
+
 def test_each_app_has_its_own_registry(tmp_path: Path):
     a, b = Rig(tmp_path / "a"), Rig(tmp_path / "b")
     a.get("/lag")

@@ -122,6 +122,7 @@ def test_flush_on_a_switch_not_connected(rig: Rig):
     [
         ("?bond=nope", 404, "unknown_bond"),
         ("?port=abc", 400, "invalid_field"),
+        ("?port=%C2%B2", 400, "invalid_field"),  # "²": isdigit() but not int()
         ("?port=0", 400, "invalid_field"),
         ("?port=1", 400, "invalid_field"),  # a bond member: MACs are learned on its bond
         ("?port=99", 422, "unknown_port"),

@@ -51,6 +51,14 @@ def test_register_is_idempotent_before_and_after_parsing() -> None:
     assert conf.lag_api_token is None
 
 
+@pytest.mark.parametrize("age", ["0", "65536"])
+def test_mac_age_outside_an_openflow_idle_timeout_is_refused(age: str) -> None:
+    conf = cfg.ConfigOpts()
+    options.register(conf)
+    with pytest.raises(SystemExit):
+        conf(args=["--lag-mac-age", age])
+
+
 def test_registered_after_parsing_reads_config_file(tmp_path: Path) -> None:
     config = tmp_path / "ryu.conf"
     config.write_text("[DEFAULT]\nlag_db = /srv/lag.sqlite3\n")
