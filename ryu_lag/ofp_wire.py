@@ -126,16 +126,16 @@ def _flow_mod(msg: of.FlowMod) -> bytes:
     return fixed + match(msg.match) + instructions
 
 
-def _bucket(actions: bytes, watch_port: int) -> bytes:
-    return _BUCKET.pack(_BUCKET.size + len(actions), 1, watch_port, of.OFPG_ANY) + actions
+def _bucket(actions: bytes, weight: int, watch_port: int) -> bytes:
+    return _BUCKET.pack(_BUCKET.size + len(actions), weight, watch_port, of.OFPG_ANY) + actions
 
 
 def _group_mod(msg: of.GroupMod) -> bytes:
     if msg.group_type is of.GroupType.SELECT:
-        buckets = [_bucket(action(of.Output(p)), p) for p in msg.ports]
-    else:
-        buckets = [_bucket(action(of.Output(p)), of.OFPP_ANY) for p in msg.ports]
-        buckets += [_bucket(action(of.Group(g)), of.OFPP_ANY) for g in msg.groups]
+        buckets = [_bucket(action(of.Output(p)), 1, p) for p in msg.ports]
+    else:  # weights are for SELECT groups only: Open vSwitch refuses an ALL group with one
+        buckets = [_bucket(action(of.Output(p)), 0, of.OFPP_ANY) for p in msg.ports]
+        buckets += [_bucket(action(of.Group(g)), 0, of.OFPP_ANY) for g in msg.groups]
     header = _GROUP_MOD.pack(_GROUP_COMMANDS[msg.command], _GROUP_TYPES[msg.group_type], msg.group_id)
     return header + b"".join(buckets)
 

@@ -8,22 +8,39 @@ pipeline (every flow carries a cookie selected by ``COOKIE_MASK``):
   port gets ``metadata = logical port`` and goes on; anything else is dropped.
 - ``ETH_SRC``: a known (logical port, source MAC) goes on; a miss also punts to learn.
 - ``ETH_DST``: a known destination goes to its port or its bond's SELECT group (never back
-  into the bond it came from); otherwise one flood flow per input logical port.
+  into the bond it came from); otherwise the input logical port's flood flow sends the
+  frame to a flood group.
+
+Groups (ids at most OFPG_MAX, bonds' and floods' never collide):
+
+- ``g`` in ``0..BOND_GROUP_MAX``: bond ``g``'s SELECT group, one bucket per distributing
+  member (the service hands out 1, 2, ...).
+- ``FLOOD_PLAIN`` (ALL): outputs to every plain port.
+- ``FLOOD_ALL`` (ALL): chains ``FLOOD_PLAIN`` and the SELECT group of every bond that has a
+  distributing member. Every plain port floods through it: the switch never outputs a
+  frame to its own input port, in a group or not, so the flood skips the sender by itself.
+- ``flood_from(g) = FLOOD_FROM_BASE | g`` (ALL): chains ``FLOOD_PLAIN`` and every OTHER
+  distributing bond's SELECT group; bond ``g`` floods through it.
 
 Rules this module keeps:
 
 - A flood leaves every other logical port once: a bond through its SELECT group, which
   picks one live member, and only while the bond has a distributing member.
 - Member state changes edit only the member's ingress rule and the group, never learned
-  MACs; floods change only when a bond gains its first or loses its last distributing member.
-- Static flows are kept as a desired set and synced by difference: a change sends only the
-  flows that differ. Learned flows carry a per-logical-port cookie so that forgetting a
-  port's MACs deletes exactly their flows.
+  MACs; the flood groups chaining bonds change only when a bond gains its first or loses
+  its last distributing member. Flood flows never change while their port or bond exists;
+  ``FLOOD_PLAIN`` changes only when plain ports come or go.
+- A group exists before a flow or group refers to it, and a group is deleted only once
+  nothing refers to it.
+- Static flows are kept per owner (a port, a bond) and groups by id; an event recomputes
+  only the owners and groups it touches and sends only what differs. Learned flows carry a
+  per-logical-port cookie so that forgetting a port's MACs deletes exactly their flows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -37,6 +54,7 @@ from ryu_lag.openflow import (
     Group,
     GroupCommand,
     GroupMod,
+    GroupType,
     Match,
     Message,
     MeterCommand,
@@ -55,13 +73,21 @@ _ALL_BITS = (1 << 64) - 1
 
 BOND_BASE = 1 << 32
 """A bond's logical id is ``BOND_BASE | group_id``; a plain port's is its port number."""
+BOND_GROUP_MAX = 0x00FF_FFFF
+"""Bonds' SELECT groups have ids 0..BOND_GROUP_MAX."""
+FLOOD_FROM_BASE = 0x0100_0000
+"""``FLOOD_FROM_BASE | g`` is the ALL group flooding frames that came in on bond ``g``."""
+FLOOD_PLAIN = 0x0200_0000
+"""The ALL group outputting to every plain port."""
+FLOOD_ALL = 0x0200_0001
+"""The ALL group chaining FLOOD_PLAIN and every distributing bond: floods from plain ports."""
 METER_ID = 1
 """The meter limiting LACP punts, when the switch has meters."""
 
 _OFPP_MAX = 0xFFFFFF00  # highest physical port number
-_OFPG_MAX = 0xFFFFFF00  # highest group id
 
 _LACPDU = Match(eth_type=ETH_TYPE_SLOW, eth_dst=SLOW_PROTOCOLS_MAC)
+_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 
 _PRIO_LACP_PUNT = 30000
 _PRIO_LACP_DROP = 29000
@@ -89,12 +115,17 @@ def bond_group(logical: int) -> int:
     return logical & ~BOND_BASE
 
 
+def flood_from(group_id: int) -> int:
+    """The id of the ALL group flooding frames that came in on the bond with this group id."""
+    return FLOOD_FROM_BASE | group_id
+
+
 def normalise_mac(mac: str) -> str:
     """``mac`` as lowercase colon form; ``-`` separators accepted. Raises ValueError."""
-    octets = mac.replace("-", ":").lower().split(":")
-    if len(octets) != 6 or not all(len(o) == 2 and all(c in "0123456789abcdef" for c in o) for o in octets):
+    normal = mac.replace("-", ":").lower()
+    if _MAC.fullmatch(normal) is None:
         raise ValueError(f"not a MAC address: {mac!r}")
-    return ":".join(octets)
+    return normal
 
 
 def _is_physical(port: int) -> bool:
@@ -126,6 +157,9 @@ class Bond:
 
 _FlowKey = tuple[Table, int, Match]
 
+_PIPELINE = 0
+"""Owner of the flows that belong to no port or bond (never a physical port)."""
+
 
 class LagSwitch:
     """LAG-aware learning switch for one datapath; each method returns messages to send in order."""
@@ -139,9 +173,14 @@ class LagSwitch:
         self.lacp_meter_pps = lacp_meter_pps
         self._meter: int | None = None
         self._present: set[int] = set()
+        self._plain: set[int] = set()
+        self._logical: dict[int, int] = {}  # every member, and every present plain port
         self._bonds: dict[int, Bond] = {}
+        self._distributing: set[int] = set()  # group ids of bonds with a distributing member
         self._macs: dict[str, int] = {}
-        self._installed: dict[_FlowKey, FlowMod] = {}
+        self._macs_on: dict[int, set[str]] = {}  # logical port -> MACs learned there
+        self._flows: dict[int, dict[_FlowKey, FlowMod]] = {}  # installed static flows by owner
+        self._groups: dict[int, GroupMod] = {}  # installed groups, as their ADD
 
     # -- read-only views -------------------------------------------------------------------
 
@@ -151,7 +190,7 @@ class LagSwitch:
 
     def plain_ports(self) -> frozenset[int]:
         """Present ports that are not bond members."""
-        return frozenset(self._present - self._members())
+        return frozenset(self._plain)
 
     def bonds(self) -> dict[int, Bond]:
         """Bonds by group id."""
@@ -159,19 +198,21 @@ class LagSwitch:
 
     def logical_port(self, port: int) -> int | None:
         """The logical port of a physical port: its bond's for a member, itself if plain."""
-        for bond in self._bonds.values():
-            if port in bond.members:
-                return bond.logical
-        return port if port in self.plain_ports() else None
+        return self._logical.get(port)
 
     # -- switch and ports ------------------------------------------------------------------
 
     def startup(self, ports: Iterable[int], meters: bool) -> list[Message]:
         """The switch connected: wipe our flows and all groups, forget all state, install the pipeline."""
         self._present = {p for p in ports if _is_physical(p)}
+        self._plain = set(self._present)
+        self._logical = {p: p for p in self._present}
         self._bonds = {}
+        self._distributing = set()
         self._macs = {}
-        self._installed = {}
+        self._macs_on = {}
+        self._flows = {}
+        self._groups = {}
         self._meter = METER_ID if meters else None
         msgs: list[Message] = [
             FlowMod(table, _PRIO_MISS, Match(), FlowCommand.DELETE, cookie=COOKIE, cookie_mask=COOKIE_MASK)
@@ -182,54 +223,76 @@ class LagSwitch:
             burst = max(1, self.lacp_meter_pps // 10)
             msgs.append(MeterMod(METER_ID, command=MeterCommand.DELETE))  # a reconnect finds the old one
             msgs.append(MeterMod(METER_ID, self.lacp_meter_pps, burst))
-        return msgs + self._sync()
+        return msgs + self._sync([_PIPELINE, *sorted(self._present)], [FLOOD_PLAIN, FLOOD_ALL])
 
     def port_added(self, port: int) -> list[Message]:
         """A port appeared. It carries traffic as a plain port unless it is a bond member."""
-        if not _is_physical(port):
+        if not _is_physical(port) or port in self._present:
             return []
         self._present.add(port)
-        return self._sync()
+        if port in self._logical:
+            return []  # a member stays a member; its flows do not depend on presence
+        self._plain.add(port)
+        self._logical[port] = port
+        return self._sync([port], [FLOOD_PLAIN])
 
     def port_removed(self, port: int) -> list[Message]:
         """A port went away; MACs learned on it (as a plain port) are forgotten."""
-        msgs = self._flush_logical(port) if port in self.plain_ports() else []
         self._present.discard(port)
-        return msgs + self._sync()
+        if port not in self._plain:
+            return []  # absent, or a member: a member keeps its flows
+        msgs = self._flush_logical(port)
+        self._plain.discard(port)
+        del self._logical[port]
+        return msgs + self._sync([port], [FLOOD_PLAIN])
 
     # -- bonds -----------------------------------------------------------------------------
 
     def add_bond(self, group_id: int, members: Iterable[int]) -> list[Message]:
         """Create a bond; its members stop being plain ports. Nothing distributes yet."""
         members = frozenset(members)
-        if not 0 <= group_id <= _OFPG_MAX:
-            raise ValueError(f"group id {group_id} out of range")
+        if not 0 <= group_id <= BOND_GROUP_MAX:
+            raise ValueError(f"group id {group_id} out of range 0..{BOND_GROUP_MAX}")
         if group_id in self._bonds:
             raise ValueError(f"bond {group_id} already exists")
         if not members:
             raise ValueError(f"bond {group_id} has no members")
         if bad := sorted(p for p in members if not _is_physical(p)):
             raise ValueError(f"bond {group_id}: not physical ports: {bad}")
-        if taken := sorted(members & self._members()):
+        if taken := sorted(p for p in members if is_bond(self._logical.get(p, 0))):
             raise ValueError(f"bond {group_id}: ports already in a bond: {taken}")
+        bond = Bond(group_id, members)
+        self._bonds[group_id] = bond
+        groups = [group_id, flood_from(group_id)]
         msgs: list[Message] = []
-        for port in sorted(members & self.plain_ports()):
-            msgs += self._flush_logical(port)
-        self._bonds[group_id] = Bond(group_id, members)
-        msgs.append(GroupMod(GroupCommand.ADD, group_id))
-        return msgs + self._sync()
+        if was_plain := sorted(members & self._plain):
+            for port in was_plain:
+                msgs += self._flush_logical(port)
+            self._plain.difference_update(was_plain)
+            groups.append(FLOOD_PLAIN)
+        self._logical.update(dict.fromkeys(members, bond.logical))
+        return msgs + self._sync([*sorted(members), bond.logical], groups)
 
     def remove_bond(self, group_id: int) -> list[Message]:
         """Delete a bond; its members become plain ports and MACs learned on it are forgotten."""
         bond = self._bond(group_id)
         msgs = self._flush_logical(bond.logical)
         del self._bonds[group_id]
-        msgs += self._sync()
-        msgs.append(GroupMod(GroupCommand.DELETE, group_id))
-        return msgs
+        groups = [group_id, flood_from(group_id)]
+        if group_id in self._distributing:
+            self._distributing.discard(group_id)
+            groups += self._chains()
+        for port in bond.members:
+            del self._logical[port]
+        if back := bond.members & self._present:
+            self._plain |= back
+            self._logical.update((p, p) for p in back)
+            groups.append(FLOOD_PLAIN)
+        return msgs + self._sync([*sorted(bond.members), bond.logical], groups)
 
     def set_member(self, group_id: int, port: int, collecting: bool, distributing: bool) -> list[Message]:
-        """Set whether a member collects and distributes; edits only its ingress rule and the group."""
+        """Set whether a member collects and distributes; edits only its ingress rule and the group
+        (and the flood groups when the bond gains its first or loses its last distributing member)."""
         bond = self._bond(group_id)
         if port not in bond.members:
             raise ValueError(f"port {port} is not a member of bond {group_id}")
@@ -239,10 +302,14 @@ class LagSwitch:
             distributing=bond.distributing | {port} if distributing else bond.distributing - {port},
         )
         self._bonds[group_id] = new
-        msgs: list[Message] = []
-        if new.distributing != bond.distributing:
-            msgs.append(GroupMod(GroupCommand.MODIFY, group_id, tuple(sorted(new.distributing))))
-        return msgs + self._sync()
+        groups = [group_id] if new.distributing != bond.distributing else []
+        if bool(new.distributing) != bool(bond.distributing):
+            if new.distributing:
+                self._distributing.add(group_id)
+            else:
+                self._distributing.discard(group_id)
+            groups += self._chains()
+        return self._sync([port], groups)
 
     # -- learning --------------------------------------------------------------------------
 
@@ -252,7 +319,7 @@ class LagSwitch:
         ``eth_dst`` plays no part: the switch already forwarded the frame (an ETH_SRC miss
         goes on to ETH_DST), so nothing is sent for the destination.
         """
-        logical = self.logical_port(in_port)
+        logical = self._logical.get(in_port)
         if logical is None:
             return []
         if is_bond(logical) and in_port not in self._bonds[bond_group(logical)].collecting:
@@ -265,6 +332,7 @@ class LagSwitch:
             return [self._src_flow(logical, mac)]
         msgs = self._forget(mac) if known is not None else []
         self._macs[mac] = logical
+        self._macs_on.setdefault(logical, set()).add(mac)
         return msgs + self._learn_flows(logical, mac)
 
     def flow_removed(self, metadata: int, eth_src: str) -> list[Message]:
@@ -272,7 +340,7 @@ class LagSwitch:
         mac = normalise_mac(eth_src)
         if self._macs.get(mac) != metadata:
             return []  # already moved or forgotten (e.g. the removal of a flow we deleted)
-        del self._macs[mac]
+        self._unlearn(mac)
         return [self._delete_learned(Table.ETH_DST, Match(eth_dst=mac))]
 
     def flush(self, logical: int | None = None) -> list[Message]:
@@ -280,6 +348,7 @@ class LagSwitch:
         if logical is not None:
             return self._flush_logical(logical)
         self._macs.clear()
+        self._macs_on.clear()
         return [
             FlowMod(table, _PRIO_LEARNED, Match(), FlowCommand.DELETE,
                     cookie=COOKIE | _LEARNED, cookie_mask=COOKIE_MASK | _LEARNED)
@@ -294,11 +363,20 @@ class LagSwitch:
         except KeyError:
             raise ValueError(f"no bond {group_id}") from None
 
-    def _members(self) -> set[int]:
-        return {p for bond in self._bonds.values() for p in bond.members}
+    def _chains(self) -> list[int]:
+        """The groups that chain the distributing bonds: FLOOD_ALL and every bond's FLOOD_FROM."""
+        return [FLOOD_ALL, *(flood_from(g) for g in self._bonds)]
+
+    def _unlearn(self, mac: str) -> None:
+        logical = self._macs.pop(mac)
+        on = self._macs_on[logical]
+        on.discard(mac)
+        if not on:
+            del self._macs_on[logical]
 
     def _flush_logical(self, logical: int) -> list[Message]:
-        self._macs = {mac: lp for mac, lp in self._macs.items() if lp != logical}
+        for mac in self._macs_on.pop(logical, ()):
+            del self._macs[mac]
         return [
             FlowMod(table, _PRIO_LEARNED, Match(), FlowCommand.DELETE,
                     cookie=_learned_cookie(logical), cookie_mask=_ALL_BITS)
@@ -306,7 +384,7 @@ class LagSwitch:
         ]
 
     def _forget(self, mac: str) -> list[Message]:
-        del self._macs[mac]
+        self._unlearn(mac)
         return [
             self._delete_learned(Table.ETH_SRC, Match(eth_src=mac)),
             self._delete_learned(Table.ETH_DST, Match(eth_dst=mac)),
@@ -337,41 +415,97 @@ class LagSwitch:
         msgs.append(self._src_flow(logical, mac))
         return msgs
 
-    def _static_flows(self) -> list[FlowMod]:
-        flows = [
-            FlowMod(Table.INGRESS, _PRIO_MISS, Match()),
-            FlowMod(Table.INGRESS, _PRIO_LACP_DROP, _LACPDU),
-            FlowMod(Table.ETH_SRC, _PRIO_MISS, Match(), actions=(Output(OFPP_CONTROLLER),), goto=Table.ETH_DST),
-            FlowMod(Table.ETH_DST, _PRIO_MISS, Match()),
-        ]
-        plain = sorted(self.plain_ports())
-        bonds = sorted(self._bonds.values(), key=lambda b: b.group_id)
-        for bond in bonds:
-            for port in sorted(bond.members):
-                flows.append(FlowMod(Table.INGRESS, _PRIO_LACP_PUNT, dataclasses.replace(_LACPDU, in_port=port),
-                                     actions=(Output(OFPP_CONTROLLER),), meter=self._meter))
-                if port in bond.collecting:
-                    flows.append(FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=port),
-                                         write_metadata=bond.logical, goto=Table.ETH_SRC))
-                else:
-                    flows.append(FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=port)))
-        for port in plain:
-            flows.append(FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=port),
-                                 write_metadata=port, goto=Table.ETH_SRC))
-        for logical in plain + [b.logical for b in bonds]:
-            actions: list[Output | Group] = [Output(p) for p in plain if p != logical]
-            actions += [Group(b.group_id) for b in bonds if b.distributing and b.logical != logical]
-            flows.append(FlowMod(Table.ETH_DST, _PRIO_FLOOD, Match(metadata=logical), actions=tuple(actions)))
-        return [dataclasses.replace(f, cookie=COOKIE) for f in flows]
+    def _wanted_flows(self, owner: int) -> list[FlowMod]:
+        """The static flows an owner (a port, a bond's logical id or ``_PIPELINE``) should have now."""
+        if owner == _PIPELINE:
+            return [
+                FlowMod(Table.INGRESS, _PRIO_MISS, Match(), cookie=COOKIE),
+                FlowMod(Table.INGRESS, _PRIO_LACP_DROP, _LACPDU, cookie=COOKIE),
+                FlowMod(Table.ETH_SRC, _PRIO_MISS, Match(), actions=(Output(OFPP_CONTROLLER),), goto=Table.ETH_DST,
+                        cookie=COOKIE),
+                FlowMod(Table.ETH_DST, _PRIO_MISS, Match(), cookie=COOKIE),
+            ]
+        if is_bond(owner):
+            if bond_group(owner) not in self._bonds:
+                return []
+            return [_flood_flow(owner, flood_from(bond_group(owner)))]
+        logical = self._logical.get(owner)
+        if logical is None:
+            return []
+        if logical == owner:
+            return [
+                FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=owner), write_metadata=owner, goto=Table.ETH_SRC,
+                        cookie=COOKIE),
+                _flood_flow(owner, FLOOD_ALL),
+            ]
+        punt = FlowMod(Table.INGRESS, _PRIO_LACP_PUNT, dataclasses.replace(_LACPDU, in_port=owner),
+                       actions=(Output(OFPP_CONTROLLER),), meter=self._meter, cookie=COOKIE)
+        if owner in self._bonds[bond_group(logical)].collecting:
+            return [punt, FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=owner), write_metadata=logical,
+                                  goto=Table.ETH_SRC, cookie=COOKIE)]
+        return [punt, FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=owner), cookie=COOKIE)]
 
-    def _sync(self) -> list[Message]:
-        """Send the static flows that differ from what is installed; delete the ones no longer wanted."""
-        desired = {(f.table, f.priority, f.match): f for f in self._static_flows()}
-        msgs: list[Message] = [
-            dataclasses.replace(f, command=FlowCommand.DELETE_STRICT, actions=(), goto=None,
-                                write_metadata=None, meter=None, cookie_mask=_ALL_BITS)
-            for key, f in self._installed.items() if key not in desired
-        ]
-        msgs += [f for key, f in desired.items() if self._installed.get(key) != f]
-        self._installed = desired
-        return msgs
+    def _wanted_group(self, group_id: int, chain: tuple[int, ...]) -> GroupMod | None:
+        """The group (as its ADD) that should exist now under this id; ``chain`` = distributing bonds."""
+        if group_id == FLOOD_PLAIN:
+            return GroupMod(GroupCommand.ADD, FLOOD_PLAIN, tuple(sorted(self._plain)), GroupType.ALL)
+        if group_id == FLOOD_ALL:
+            return GroupMod(GroupCommand.ADD, FLOOD_ALL, (), GroupType.ALL, (FLOOD_PLAIN, *chain))
+        if group_id >= FLOOD_FROM_BASE:
+            source = group_id - FLOOD_FROM_BASE
+            if source not in self._bonds:
+                return None
+            others = tuple(g for g in chain if g != source)
+            return GroupMod(GroupCommand.ADD, group_id, (), GroupType.ALL, (FLOOD_PLAIN, *others))
+        bond = self._bonds.get(group_id)
+        return None if bond is None else GroupMod(GroupCommand.ADD, group_id, tuple(sorted(bond.distributing)))
+
+    def _sync(self, owners: Iterable[int], group_ids: Iterable[int]) -> list[Message]:
+        """Bring the named owners' static flows and the named groups up to date, sending only what differs.
+
+        Order keeps every reference valid: new groups (bonds' before the flood groups that chain
+        them), changed groups (chains before what they chain), flows, then deleted groups
+        (chains before what they chain).
+        """
+        chain = tuple(sorted(self._distributing))
+        added: list[GroupMod] = []
+        changed: list[GroupMod] = []
+        deleted: list[GroupMod] = []
+        for group_id in sorted(set(group_ids), key=_group_rank):
+            old, new = self._groups.get(group_id), self._wanted_group(group_id, chain)
+            if new == old:
+                continue
+            if new is not None:
+                self._groups[group_id] = new
+                if old is None:
+                    added.append(new)
+                else:
+                    changed.append(dataclasses.replace(new, command=GroupCommand.MODIFY))
+            elif old is not None:
+                del self._groups[group_id]
+                deleted.append(GroupMod(GroupCommand.DELETE, group_id, group_type=old.group_type))
+        flow_deletes: list[Message] = []
+        flow_adds: list[Message] = []
+        for owner in owners:
+            old_flows = self._flows.pop(owner, {})
+            new_flows = {(f.table, f.priority, f.match): f for f in self._wanted_flows(owner)}
+            if new_flows:
+                self._flows[owner] = new_flows
+            flow_deletes += [
+                FlowMod(f.table, f.priority, f.match, FlowCommand.DELETE_STRICT, cookie=COOKIE, cookie_mask=_ALL_BITS)
+                for key, f in old_flows.items() if key not in new_flows
+            ]
+            flow_adds += [f for key, f in new_flows.items() if old_flows.get(key) != f]
+        return [*added, *reversed(changed), *flow_deletes, *flow_adds, *reversed(deleted)]
+
+
+def _flood_flow(logical: int, group_id: int) -> FlowMod:
+    """ETH_DST miss for frames from ``logical``: flood through ``group_id``."""
+    return FlowMod(Table.ETH_DST, _PRIO_FLOOD, Match(metadata=logical), actions=(Group(group_id),), cookie=COOKIE)
+
+
+def _group_rank(group_id: int) -> tuple[int, int]:
+    """Bonds' SELECT groups, then FLOOD_PLAIN, then the groups chaining them (FLOOD_ALL, FLOOD_FROM)."""
+    if group_id <= BOND_GROUP_MAX:
+        return 0, group_id
+    return (1 if group_id == FLOOD_PLAIN else 2), group_id

@@ -10,9 +10,13 @@ questions ("where would this frame go?") so tests need not look at message bytes
   flow's match is at least as specific) and DELETE_STRICT (same priority and match), both
   filtered by cookie/mask, out_port and out_group;
 - SELECT groups whose buckets output to a port and are live while that port is in
-  ``live_ports``; a deterministic live bucket is picked by a hash of (src, dst); deleting
-  a group deletes the flows that send to it; a flow may not name a missing group or meter;
-- output to the input port is not delivered (only OFPP_IN_PORT would do that);
+  ``live_ports``; a deterministic live bucket is picked by a hash of (src, dst);
+- ALL groups: every bucket, each outputting to a port or chaining another group;
+- group rules as OpenFlow 1.3: a flow or a group may not name a missing group (nor a
+  missing meter), chains may not loop, a group another group chains cannot be deleted
+  (OFPGMFC_CHAINED_GROUP), and deleting a group deletes the flows that send to it;
+- output to the input port is not delivered, also from inside a group (only OFPP_IN_PORT
+  would do that); every copy a frame leaves by is counted, so duplicates show;
 - idle/hard timeouts against a fake clock (``advance``); removals of flows asking for
   notification (by timeout or by delete) are queued as ``FlowRemoved`` for the test to hand
   to the controller logic.
@@ -35,6 +39,7 @@ from ryu_lag.openflow import (
     Group,
     GroupCommand,
     GroupMod,
+    GroupType,
     Match,
     Message,
     MeterCommand,
@@ -86,12 +91,26 @@ class FlowRemoved:
 
 
 @dataclass(frozen=True)
+class GroupEntry:
+    """An installed group: the ports its buckets output to and the groups they chain."""
+
+    group_type: GroupType
+    ports: tuple[int, ...]
+    groups: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class ForwardResult:
     """What the switch did with one frame."""
 
-    outputs: frozenset[int]
+    copies: tuple[int, ...]  # every port a copy left by, in order; a port twice is a duplicate
     controller: bool
     meter: int | None  # the meter applied on the way, if any
+
+    @property
+    def outputs(self) -> frozenset[int]:
+        """The ports the frame left by."""
+        return frozenset(self.copies)
 
     @property
     def dropped(self) -> bool:
@@ -129,7 +148,7 @@ class FakeOFTable:
     def __init__(self, live_ports: Iterable[int] = ()) -> None:
         self.live_ports: set[int] = set(live_ports)
         self.flows: list[FlowEntry] = []
-        self.groups: dict[int, tuple[int, ...]] = {}
+        self.groups: dict[int, GroupEntry] = {}
         self.meters: dict[int, MeterMod] = {}
         self.packet_outs: list[PacketOut] = []
         self.now = 0.0
@@ -192,22 +211,42 @@ class FakeOFTable:
         self.flows.append(FlowEntry(mod, self.now, self.now))
 
     def _group_mod(self, mod: GroupMod) -> None:
-        if mod.command is GroupCommand.ADD:
-            if mod.group_id in self.groups:
-                raise FakeOFError(f"group {mod.group_id} exists")
-            self.groups[mod.group_id] = mod.ports
-        elif mod.command is GroupCommand.MODIFY:
-            if mod.group_id not in self.groups:
-                raise FakeOFError(f"no group {mod.group_id}")
-            self.groups[mod.group_id] = mod.ports
-        else:
-            gone = set(self.groups) if mod.group_id == OFPG_ALL else {mod.group_id} & set(self.groups)
-            for group_id in gone:
-                del self.groups[group_id]
-            self._remove(
-                [e for e in self.flows if any(isinstance(a, Group) and a.group_id in gone for a in e.mod.actions)],
-                "group_delete",
-            )
+        if mod.command is GroupCommand.DELETE:
+            self._delete_group(mod.group_id)
+            return
+        if mod.command is GroupCommand.ADD and mod.group_id in self.groups:
+            raise FakeOFError(f"group {mod.group_id} exists")
+        if mod.command is GroupCommand.MODIFY and mod.group_id not in self.groups:
+            raise FakeOFError(f"no group {mod.group_id}")
+        if mod.group_type is GroupType.SELECT and mod.groups:
+            raise FakeOFError(f"SELECT group {mod.group_id}: buckets here only output to ports")
+        if missing := [g for g in mod.groups if g not in self.groups]:
+            raise FakeOFError(f"group {mod.group_id} chains missing groups {missing}")
+        if mod.group_id in self._reachable(mod.groups):
+            raise FakeOFError(f"group {mod.group_id} would chain itself (a loop)")
+        self.groups[mod.group_id] = GroupEntry(mod.group_type, mod.ports, mod.groups)
+
+    def _delete_group(self, group_id: int) -> None:
+        gone = set(self.groups) if group_id == OFPG_ALL else {group_id} & set(self.groups)
+        if chained_by := sorted(g for g, entry in self.groups.items() if g not in gone and gone & set(entry.groups)):
+            raise FakeOFError(f"group {group_id} is chained by groups {chained_by}")
+        for gid in gone:
+            del self.groups[gid]
+        self._remove(
+            [e for e in self.flows if any(isinstance(a, Group) and a.group_id in gone for a in e.mod.actions)],
+            "group_delete",
+        )
+
+    def _reachable(self, groups: Iterable[int]) -> set[int]:
+        """The groups these groups chain, directly or not, themselves included."""
+        seen: set[int] = set()
+        todo = list(groups)
+        while todo:
+            group_id = todo.pop()
+            if group_id not in seen:
+                seen.add(group_id)
+                todo.extend(self.groups[group_id].groups)
+        return seen
 
     def _remove(self, doomed: list[FlowEntry], reason: str) -> None:
         for entry in doomed:
@@ -237,10 +276,14 @@ class FakeOFTable:
         """The flows installed in one table."""
         return [e for e in self.flows if e.table == table]
 
+    def select_groups(self) -> dict[int, tuple[int, ...]]:
+        """The SELECT groups (bonds): group id -> ports of their buckets."""
+        return {g: entry.ports for g, entry in self.groups.items() if entry.group_type is GroupType.SELECT}
+
     def forward(self, in_port: int, eth_src: str, eth_dst: str, eth_type: int = 0x0800) -> ForwardResult:
         """Run a frame through the pipeline."""
         frame = _Frame(in_port, 0, eth_src.lower(), eth_dst.lower(), eth_type)
-        outputs: set[int] = set()
+        copies: list[int] = []
         controller = False
         meter: int | None = None
         table: Table | None = Table.INGRESS
@@ -253,17 +296,17 @@ class FakeOFTable:
                 meter = entry.mod.meter
             for action in entry.mod.actions:
                 if isinstance(action, Group):
-                    outputs.update(p for p in self._select(action.group_id, frame) if p != in_port)
+                    copies += [p for p in self._group_outputs(action.group_id, frame) if p != in_port]
                 elif action.port == OFPP_CONTROLLER:
                     controller = True
                 elif action.port == OFPP_IN_PORT:
-                    outputs.add(in_port)
+                    copies.append(in_port)
                 elif action.port != in_port:
-                    outputs.add(action.port)
+                    copies.append(action.port)
             if entry.mod.write_metadata is not None:
                 frame = _Frame(in_port, entry.mod.write_metadata, frame.eth_src, frame.eth_dst, eth_type)
             table = entry.mod.goto
-        return ForwardResult(frozenset(outputs), controller, meter)
+        return ForwardResult(tuple(copies), controller, meter)
 
     def _lookup(self, table: Table, frame: _Frame) -> FlowEntry | None:
         hits = [e for e in self.table(table) if _matches(e.match, frame)]
@@ -275,8 +318,15 @@ class FakeOFTable:
             raise FakeOFError(f"ambiguous lookup in {table!r} at priority {top}: {[e.match for e in best]}")
         return best[0]
 
-    def _select(self, group_id: int, frame: _Frame) -> list[int]:
-        live = [p for p in self.groups[group_id] if p in self.live_ports]
-        if not live:
-            return []
-        return [live[zlib.crc32(f"{frame.eth_src}>{frame.eth_dst}".encode()) % len(live)]]
+    def _group_outputs(self, group_id: int, frame: _Frame) -> list[int]:
+        """The ports a group sends copies to: one live bucket's (SELECT), or every bucket's (ALL)."""
+        group = self.groups[group_id]
+        if group.group_type is GroupType.SELECT:
+            live = [p for p in group.ports if p in self.live_ports]
+            if not live:
+                return []
+            return [live[zlib.crc32(f"{frame.eth_src}>{frame.eth_dst}".encode()) % len(live)]]
+        copies = list(group.ports)
+        for chained in group.groups:
+            copies += self._group_outputs(chained, frame)
+        return copies

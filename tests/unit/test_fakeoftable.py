@@ -13,6 +13,7 @@ from ryu_lag.openflow import (
     Group,
     GroupCommand,
     GroupMod,
+    GroupType,
     Match,
     MeterMod,
     Output,
@@ -130,6 +131,55 @@ def test_group_rules():
     assert table.table(Table.ETH_DST) == [] and set(table.groups) == {5}
     assert [r.reason for r in table.take_removed()] == ["group_delete"]
     table.apply([GroupMod(GroupCommand.DELETE, OFPG_ALL)])
+    assert table.groups == {}
+
+
+def all_group(group_id: int, ports=(), groups=(), command=GroupCommand.ADD) -> GroupMod:
+    return GroupMod(command, group_id, tuple(ports), GroupType.ALL, tuple(groups))
+
+
+def test_all_group_sends_every_bucket_and_chained_groups_but_never_to_in_port():
+    table = table_with(
+        GroupMod(GroupCommand.ADD, 4, (1, 2)),  # SELECT: one of 1, 2
+        all_group(8, (3, 5)),
+        all_group(9, (6,), (8, 4)),
+        FlowMod(Table.ETH_DST, 5, Match(), actions=(Group(9),)),
+    )
+    copies = table.forward(3, A, B).copies
+    assert sorted(copies) in ([1, 5, 6], [2, 5, 6])  # 3 is the input port, also inside groups
+    from_7 = table.forward(7, A, B).copies
+    assert len(from_7) == 4 and set(from_7) - {1, 2} == {3, 5, 6}
+    table.apply([all_group(8, (3, 5, 6), command=GroupCommand.MODIFY)])
+    assert table.forward(3, A, B).copies.count(6) == 2  # a duplicate shows in copies
+    assert table.forward(3, A, B).outputs >= {5, 6}
+    table.live_ports.clear()  # ALL buckets watch nothing; only the SELECT group goes quiet
+    assert sorted(table.forward(3, A, B).copies) == [5, 6, 6]
+
+
+def test_group_chains_must_name_existing_groups_and_not_loop():
+    table = table_with(all_group(8, (1,)))
+    with pytest.raises(FakeOFError):
+        table.apply([all_group(9, groups=(7,))])
+    with pytest.raises(FakeOFError):
+        table.apply([all_group(8, groups=(8,), command=GroupCommand.MODIFY)])
+    table.apply([all_group(9, groups=(8,))])
+    with pytest.raises(FakeOFError):
+        table.apply([all_group(8, groups=(9,), command=GroupCommand.MODIFY)])
+    with pytest.raises(FakeOFError):
+        table.apply([GroupMod(GroupCommand.ADD, 10, (1,), GroupType.SELECT, (8,))])
+    assert set(table.groups) == {8, 9}
+
+
+def test_a_chained_group_cannot_be_deleted_until_unchained():
+    table = table_with(all_group(8, (1,)), all_group(9, groups=(8,)))
+    table.apply([FlowMod(Table.ETH_DST, 5, Match(), actions=(Group(8),))])
+    with pytest.raises(FakeOFError):
+        table.apply([GroupMod(GroupCommand.DELETE, 8)])
+    assert set(table.groups) == {8, 9} and len(table.table(Table.ETH_DST)) == 1
+    table.apply([all_group(9, command=GroupCommand.MODIFY), GroupMod(GroupCommand.DELETE, 8)])
+    assert set(table.groups) == {9} and table.table(Table.ETH_DST) == []  # its flow went with it
+    table.apply([all_group(8), GroupMod(GroupCommand.MODIFY, 9, (), GroupType.ALL, (8,))])
+    table.apply([GroupMod(GroupCommand.DELETE, OFPG_ALL)])  # all at once: nothing left to chain
     assert table.groups == {}
 
 

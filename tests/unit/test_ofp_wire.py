@@ -64,8 +64,8 @@ def ryu_message(msg: of.Message) -> Any:
             buckets = [parser.OFPBucket(1, p, ofp.OFPG_ANY, [parser.OFPActionOutput(p)]) for p in msg.ports]
             group_type = ofp.OFPGT_SELECT
         else:
-            buckets = [parser.OFPBucket(1, ofp.OFPP_ANY, ofp.OFPG_ANY, [parser.OFPActionOutput(p)]) for p in msg.ports]
-            buckets += [parser.OFPBucket(1, ofp.OFPP_ANY, ofp.OFPG_ANY, [parser.OFPActionGroup(g)]) for g in msg.groups]
+            buckets = [parser.OFPBucket(0, ofp.OFPP_ANY, ofp.OFPG_ANY, [parser.OFPActionOutput(p)]) for p in msg.ports]
+            buckets += [parser.OFPBucket(0, ofp.OFPP_ANY, ofp.OFPG_ANY, [parser.OFPActionGroup(g)]) for g in msg.groups]
             group_type = ofp.OFPGT_ALL
         return parser.OFPGroupMod(DATAPATH, commands[msg.command], group_type, msg.group_id, buckets)
     if isinstance(msg, of.MeterMod):

@@ -84,11 +84,11 @@ def rig(tmp_path):
 
 def test_bond_configured_before_connect_negotiates_and_forwards(rig):
     rig.apply(rig.service.put_bond(fast_bond(), rig.now))
-    assert rig.switch.groups == {}  # nothing to send to: no switch yet
+    assert rig.switch.select_groups() == {}  # nothing to send to: no switch yet
     rig.connect()
     rig.run(4.0)
     assert {e.port for e in rig.events if e.enabled} == {1, 2}
-    assert rig.switch.groups[1] == (1, 2)
+    assert rig.switch.select_groups()[1] == (1, 2)
     actor = rig.bond().engine.members[1].actor_info()
     assert actor.system == "0a:00:00:00:00:fe" and actor.key == 1  # the LOCAL port MAC, our key
     rig.learn(1, H1)
@@ -109,7 +109,7 @@ def test_link_down_edits_the_group_without_touching_learned_macs(rig):
     rig.switch.live_ports.discard(1)
     rig.wire_up[1] = False
     rig.apply(rig.service.port_changed(DPID, port(1, up=False), rig.now))
-    assert rig.switch.groups[1] == (2,)
+    assert rig.switch.select_groups()[1] == (2,)
     assert len(rig.switch.flows) == learned  # only ingress rules changed, no flow was deleted
     assert rig.switch.forward(3, H2, H1).outputs == {2}
     assert rig.events[-1].port == 1 and not rig.events[-1].enabled
@@ -122,9 +122,9 @@ def test_silent_partner_expires_after_fast_timeout(rig):
     rig.wire_up[2] = False  # carrier stays up, nothing arrives
     last_rx = rig.bond().engine.members[2].counters.last_rx
     rig.run(last_rx + 2.95 - rig.now)
-    assert rig.switch.groups[1] == (1, 2)
+    assert rig.switch.select_groups()[1] == (1, 2)
     rig.run(0.1)
-    assert rig.switch.groups[1] == (1,)
+    assert rig.switch.select_groups()[1] == (1,)
 
 
 def test_reconnect_resets_the_switch_and_reapplies_bonds(rig):
@@ -137,7 +137,7 @@ def test_reconnect_resets_the_switch_and_reapplies_bonds(rig):
     flows_before = {(f.table, f.priority, f.match) for f in rig.switch.flows if f.mod.cookie_mask == 0 and f.priority != 20000}
     rig.connect()
     rig.run(4.0)
-    assert rig.switch.groups == {1: (1, 2)}
+    assert rig.switch.select_groups() == {1: (1, 2)}
     flows_after = {(f.table, f.priority, f.match) for f in rig.switch.flows if f.priority != 20000}
     assert flows_before <= flows_after
     assert H2 not in {f.match.eth_src for f in rig.switch.flows}  # learned state was reset
@@ -162,7 +162,7 @@ def test_delete_bond_returns_ports_to_plain_switching(rig):
     rig.connect()
     rig.run(4.0)
     rig.apply(rig.service.delete_bond(DPID, "bond0"))
-    assert rig.switch.groups == {}
+    assert rig.switch.select_groups() == {}
     assert rig.service.bond_configs(DPID) == []
     assert rig.service.store.load_all() == []
     rig.learn(3, H2)

@@ -7,6 +7,8 @@ the switch would send (timeouts and our own deletes alike) to ``flow_removed``.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from ryu_lag.openflow import (
@@ -26,10 +28,13 @@ from ryu_lag.switching import (
     BOND_BASE,
     COOKIE,
     COOKIE_MASK,
+    FLOOD_ALL,
+    FLOOD_PLAIN,
     METER_ID,
     LagSwitch,
     bond_group,
     bond_logical,
+    flood_from,
     is_bond,
 )
 
@@ -160,6 +165,135 @@ def test_local_and_unknown_ports_carry_nothing(rig):
     assert rig.table.forward(9, H1, BCAST).dropped
     assert rig.lag.packet_in(9, H1, BCAST) == []
     assert all(OFPP_LOCAL not in rig.send(3, src).outputs for src in sources(4))
+
+
+# -- flood groups ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bonds3() -> Rig:
+    """Ports 1..10: bond 1 = 1, 2 (both distributing), bond 2 = 3, 4 (only 3 distributing),
+    bond 3 = 5, 6 (collecting, nothing distributing); plain ports 7..10."""
+    rig = Rig(ports=range(1, 11))
+    for group_id, members in ((1, (1, 2)), (2, (3, 4)), (3, (5, 6))):
+        rig.apply(rig.lag.add_bond(group_id, members))
+        for port in members:
+            rig.apply(rig.lag.set_member(group_id, port, collecting=True, distributing=port in (1, 2, 3)))
+    return rig
+
+
+def test_flood_from_a_plain_port_reaches_each_plain_port_and_distributing_bond_once(bonds3):
+    members_used = set()
+    for src in sources():
+        copies = sorted(bonds3.send(7, src).copies)
+        assert len(copies) == len(set(copies))  # no port gets two copies
+        assert set(copies) - {1, 2} == {3, 8, 9, 10}
+        assert len(set(copies) & {1, 2}) == 1
+        members_used |= set(copies) & {1, 2}
+    assert members_used == {1, 2}
+
+
+def test_flood_from_a_bond_never_returns_into_it(bonds3):
+    for src in sources():
+        for port in (1, 2):
+            assert sorted(bonds3.send(port, src).copies) == [3, 7, 8, 9, 10]
+        for port in (3, 4, 5, 6):  # bond 2, and bond 3 which collects but does not distribute
+            copies = sorted(bonds3.send(port, src).copies)
+            assert len(copies) == len(set(copies)) and len(set(copies) & {1, 2}) == 1
+            assert set(copies) - {1, 2} == {7, 8, 9, 10} | ({3} if port in (5, 6) else set())
+
+
+def test_a_bonds_first_distributing_member_makes_it_reachable_by_floods(bonds3):
+    src = sources(1)[0]
+    assert not bonds3.send(7, src).outputs & {5, 6}
+    msgs = bonds3.apply(bonds3.lag.set_member(3, 5, collecting=True, distributing=True))
+    assert deletes(msgs) == []
+    # its own group, FLOOD_ALL and the other bonds' flood groups start chaining it
+    assert {m.group_id for m in msgs if isinstance(m, GroupMod)} == {3, FLOOD_ALL, flood_from(1), flood_from(2)}
+    for src in sources():
+        assert bonds3.send(7, src).outputs & {5, 6} == {5}
+        assert bonds3.send(1, src).outputs & {5, 6} == {5}
+        assert bonds3.send(3, src).outputs & {5, 6} == {5}
+        assert not bonds3.send(6, src).outputs & {5, 6}  # from the bond itself: never back
+    bonds3.apply(bonds3.lag.set_member(3, 5, collecting=True, distributing=False))
+    assert all(not bonds3.send(p, src).outputs & {5, 6} for p in (7, 1, 3) for src in sources())
+
+
+def test_bond_add_and_remove_on_a_big_switch_send_a_handful_of_messages():
+    """200 ports, 40 distributing bonds: a new bond's add and remove do not touch the floods
+    of the other 158 logical ports (the per-port flood flows used to change, ~160 flows)."""
+    rig = Rig(ports=range(1, 201), meters=False)
+    for group_id in range(1, 41):
+        rig.apply(rig.lag.add_bond(group_id, (2 * group_id - 1, 2 * group_id)))
+        rig.apply(rig.lag.set_member(group_id, 2 * group_id - 1, collecting=True, distributing=True))
+    src = sources(1)[0]
+    flood_from_100 = {p for p in range(81, 201) if p != 100} | {2 * g - 1 for g in range(1, 41)}
+    assert rig.send(100, src).outputs == flood_from_100
+
+    added = rig.apply(rig.lag.add_bond(41, (81, 82)))
+    assert len(added) <= 16
+    assert rig.send(100, src).outputs == flood_from_100 - {81, 82}
+
+    first = rig.apply(rig.lag.set_member(41, 81, collecting=True, distributing=True))
+    assert len(first) <= 40 + 3  # O(bonds) only now: every other bond's flood group chains it
+    assert rig.send(100, src).outputs == flood_from_100 - {82}
+    assert 81 in rig.send(1, src).outputs and not rig.send(81, src).outputs & {81, 82}
+
+    removed = rig.apply(rig.lag.remove_bond(41))
+    assert len(removed) <= 16 + 40
+    assert rig.send(100, src).outputs == flood_from_100
+
+    added = rig.apply(rig.lag.add_bond(41, (81, 82)))
+    removed = rig.apply(rig.lag.remove_bond(41))  # never distributed: no flood group but its own
+    assert len(added) <= 16 and len(removed) <= 16
+    assert rig.send(100, src).outputs == flood_from_100
+
+
+def _static(rig: Rig) -> dict:
+    """The static flows and all groups the fake switch holds."""
+    flows = {(e.table, e.priority, e.match): e.mod for e in rig.table.flows if e.cookie == COOKIE}
+    return {"flows": flows, "groups": dict(rig.table.groups)}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_incremental_changes_end_where_a_fresh_start_would(seed):
+    """Random bond, member and port events applied one by one leave the switch exactly as a
+    fresh start with the final configuration does (and the fake switch accepted every step)."""
+    rng = random.Random(seed)
+    ports = range(1, 13)
+    rig = Rig(ports=ports)
+    present = set(ports)
+    for _ in range(150):
+        bonds = rig.lag.bonds()
+        members = {p for b in bonds.values() for p in b.members}
+        event = rng.choice(["add", "add", "remove", "member", "member", "member", "port"])
+        if event == "add" and (free := sorted(set(ports) - members)):
+            group_id = next(g for g in range(1, 20) if g not in bonds)
+            rig.apply(rig.lag.add_bond(group_id, rng.sample(free, min(len(free), rng.randint(1, 3)))))
+        elif event == "remove" and bonds:
+            rig.apply(rig.lag.remove_bond(rng.choice(sorted(bonds))))
+        elif event == "member" and bonds:
+            group_id = rng.choice(sorted(bonds))
+            port = rng.choice(sorted(bonds[group_id].members))
+            rig.apply(rig.lag.set_member(group_id, port, rng.random() < 0.7, rng.random() < 0.6))
+        elif event == "port":
+            port = rng.choice(list(ports))
+            if port in present:
+                present.discard(port)
+                rig.apply(rig.lag.port_removed(port))
+            else:
+                present.add(port)
+                rig.apply(rig.lag.port_added(port))
+        rig.send(rng.choice(list(ports)), rng.choice(sources(4)))  # learning goes on meanwhile
+
+    fresh = Rig(ports=sorted(present))
+    for group_id, bond in sorted(rig.lag.bonds().items()):
+        fresh.apply(fresh.lag.add_bond(group_id, bond.members))
+        for port in sorted(bond.members):
+            fresh.apply(fresh.lag.set_member(group_id, port, port in bond.collecting, port in bond.distributing))
+    assert _static(rig) == _static(fresh)
+    assert rig.lag.plain_ports() == fresh.lag.plain_ports()
+    assert {p: rig.lag.logical_port(p) for p in ports} == {p: fresh.lag.logical_port(p) for p in ports}
 
 
 # -- learning ----------------------------------------------------------------------------
@@ -338,12 +472,11 @@ def test_set_member_never_touches_learned_macs(rig):
     assert len(msgs) == 1 and msgs[0].table == Table.INGRESS and msgs[0].match == Match(in_port=2)
     assert rig.apply(rig.lag.set_member(BOND, 2, collecting=False, distributing=False)) == []
 
-    # The last distributing member goes: the group and the floods (one per other logical port).
+    # The last distributing member goes: the flood group stops chaining the bond, then the group.
     msgs = rig.apply(rig.lag.set_member(BOND, 1, collecting=False, distributing=False))
     assert deletes(msgs) == []
-    flows = [m for m in msgs if isinstance(m, FlowMod)]
-    assert {m.match.metadata for m in flows if m.table == Table.ETH_DST} == {3, 4, 5}
-    assert len(msgs) == 1 + 1 + 3  # group, member 1's ingress, three floods
+    assert [m.group_id for m in msgs if isinstance(m, GroupMod)] == [FLOOD_ALL, BOND]
+    assert [m.match for m in msgs if isinstance(m, FlowMod)] == [Match(in_port=1)]
     rig.apply(rig.lag.set_member(BOND, 1, collecting=True, distributing=True))
     rig.apply(rig.lag.set_member(BOND, 2, collecting=True, distributing=True))
 
@@ -360,7 +493,7 @@ def test_add_bond_forgets_macs_of_its_members_and_starts_with_nothing_distributi
     plain.send(3, H3)
     msgs = plain.apply(plain.lag.add_bond(BOND, [1, 2]))
     assert GroupMod(GroupCommand.ADD, BOND) in msgs
-    assert plain.table.groups == {BOND: ()}
+    assert plain.table.select_groups() == {BOND: ()}
     assert plain.lag.macs() == {H3: 3}
     assert plain.learned_dst_macs() == {H3}
     assert plain.lag.plain_ports() == {3, 4, 5}
@@ -391,7 +524,7 @@ def test_remove_bond_makes_members_plain_ports_again(rig):
     rig.send(1, H1)
     rig.send(3, H3)
     rig.apply(rig.lag.remove_bond(BOND))
-    assert rig.table.groups == {}
+    assert set(rig.table.groups) == {FLOOD_PLAIN, FLOOD_ALL}
     assert rig.lag.bonds() == {}
     assert rig.lag.plain_ports() == {1, 2, 3, 4, 5}
     assert rig.lag.macs() == {H3: 3}
@@ -467,7 +600,7 @@ def test_startup_again_wipes_our_flows_and_groups_but_not_others():
     foreign = FlowMod(Table.ETH_DST, 5, Match(eth_dst=H5), actions=(Output(5),), cookie=0x1234)
     rig.table.apply([foreign])
     rig.apply(rig.lag.startup(PORTS, meters=False))
-    assert rig.table.groups == {}
+    assert set(rig.table.groups) == {FLOOD_PLAIN, FLOOD_ALL}
     assert rig.learned_src() == set()
     assert rig.learned_dst_macs() == {H5}
     assert rig.lag.macs() == {} and rig.lag.bonds() == {}
