@@ -59,7 +59,7 @@ class LagApp(app_manager.RyuApp):
         options.register()
         self.tick_interval = CONF.lag_tick_interval
         try:
-            store = BondStore(CONF.lag_db)
+            store = BondStore(CONF.lag_db, fsync=CONF.lag_db_fsync)
         except StoreError as exc:
             LOG.critical("ryu_lag cannot start: %s", exc)
             raise SystemExit(2) from exc

@@ -1,6 +1,6 @@
 """ryu_lag's options on Ryu's shared ``ryu.cfg.CONF``, read as ``CONF.lag_db`` and so on.
 
-On the command line they are ``--lag-db``, ``--lag-api-token``, ``--lag-insecure``,
+On the command line they are ``--lag-db``, ``--lag-db-fsync``, ``--lag-api-token``, ``--lag-insecure``,
 ``--lag-tick-interval`` and ``--lag-mac-age``; in a ``--config-file``, ``lag_db = ...`` under
 ``[DEFAULT]``. The API token falls back to the environment variable ``RYU_LAG_API_TOKEN``
 (:func:`api_token`), which keeps it off command lines that other users can see.
@@ -36,6 +36,12 @@ def _opts() -> list[cfg.Opt]:
             help="SQLite file holding ryu_lag's state "
             "(default $XDG_STATE_HOME/ryu-lag/%s, or ~/.local/state/ryu-lag/%s)"
             % (DB_FILENAME, DB_FILENAME),
+        ),
+        cfg.BoolOpt(
+            "lag-db-fsync",
+            default=False,
+            help="fsync the state file on every change, so that a change also survives a power loss "
+            "(default off: a change survives the controller being killed, and costs no disk flush)",
         ),
         cfg.StrOpt(
             "lag-api-token",

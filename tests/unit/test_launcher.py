@@ -33,7 +33,7 @@ def test_help_lists_lag_options_and_loopback_defaults() -> None:
         [str(BIN_DIR / "ryu-lag"), "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    for flag in ("--lag-db", "--lag-api-token", "--lag-tick-interval", "--lag-mac-age"):
+    for flag in ("--lag-db", "--lag-db-fsync", "--lag-api-token", "--lag-tick-interval", "--lag-mac-age"):
         assert flag in result.stdout
     assert "openflow listen host (default 127.0.0.1)" in result.stdout
     assert "webapp listen host (default 127.0.0.1)" in result.stdout
