@@ -10,6 +10,7 @@ import re
 import time
 
 import pytest
+import requests
 
 from tests.integration.conftest import Classic, build_classic, store_bonds
 from tests.integration.netlab import Host, Lab, lacp_show, parse_lacp_show, ping_gaps, sh, wait_for
@@ -69,6 +70,12 @@ class TestClassic:
         show = wait_negotiated(classic.bond)
         assert len(show["members"]) == 2
         wait_for(lambda: group_ports(classic.s1) == {1, 2}, 5, "both members in the group")
+        # Our actor system is s1's LOCAL port MAC, our key the bond's, port numbers our own.
+        local_mac = sh("ovs-vsctl", "get", "interface", classic.s1, "mac_in_use").strip().strip('"')
+        for member in show["members"].values():
+            assert member["partner_sys_id"] == local_mac
+            assert member["partner_key"] == "1"
+        assert {m["partner_port_id"] for m in show["members"].values()} == {"1", "2"}
 
     def test_pings_no_loss_no_duplicates(self, classic: Classic):
         wait_negotiated(classic.bond)
@@ -85,11 +92,20 @@ class TestClassic:
     def test_carrier_loss_fails_over_fast(self, classic: Classic):
         wait_negotiated(classic.bond)
         failed = classic.members[0]
-        results = ping_during(classic.others, "10.0.0.1", 4.0, lambda: classic.lab.carrier(failed, False))
+        taken_out: list[float] = []
+
+        def fail() -> None:
+            classic.lab.carrier(failed, False)
+            start = time.monotonic()
+            # PORT_STATUS, not the 3 s LACP timeout, takes the member out of the group
+            wait_for(lambda: group_ports(classic.s1) == {2}, 2.0, "member out of the group")
+            taken_out.append(time.monotonic() - start)
+
+        results = ping_during(classic.others, "10.0.0.1", 4.0, fail)
+        assert taken_out[0] < 0.5, f"the group lost the member {taken_out[0]:.2f} s after the carrier"
         for sent, received, gap in results:
             assert received > 0.9 * sent, results
             assert gap < 200.0, f"largest reply gap {gap:.0f} ms: {results}"
-        assert group_ports(classic.s1) == {2}
 
     def test_recovery_without_loss(self, classic: Classic):
         failed = classic.members[0]
@@ -102,12 +118,19 @@ class TestClassic:
     def test_silent_loss_detected_by_lacp_timeout(self, classic: Classic):
         wait_negotiated(classic.bond)
         silent = classic.members[1]
-        results = ping_during(
-            classic.others, "10.0.0.1", 7.0, lambda: classic.lab.wire_forward(silent.wire, False), delay=0.5
-        )
+        taken_out: list[float] = []
+
+        def fail() -> None:
+            classic.lab.wire_forward(silent.wire, False)
+            start = time.monotonic()
+            wait_for(lambda: group_ports(classic.s1) == {1}, 6.0, "silent member out of the group")
+            taken_out.append(time.monotonic() - start)
+
+        results = ping_during(classic.others, "10.0.0.1", 7.0, fail, delay=0.5)
+        # the last LACPDU came at most 1 s before the drop: expiry 3 s after it, plus 1 s slack
+        assert taken_out[0] <= 4.0, f"the group lost the silent member {taken_out[0]:.2f} s after the drop"
         for sent, received, gap in results:
             assert gap < 4000.0, f"not recovered within the fast timeout + 1 s: {results}"
-        assert group_ports(classic.s1) == {1}
         assert not fully_up(parse_lacp_show(lacp_show(classic.bond))["members"][silent.partner_if])
         # back again: the member returns distributing, existing flows lose nothing
         results = ping_during(
@@ -157,6 +180,11 @@ def test_passive_with_passive_partner_never_negotiates(lab: Lab, tmp_path):
     assert negotiated(topo.bond) is None
     assert group_ports(topo.s1) == set()
     assert "100% packet loss" in topo.others[0].ping("10.0.0.1", count=3, interval=0.1, wait=0.3)
+    # and the status says why
+    bond = requests.get(f"http://127.0.0.1:{topo.api_port}/lag/0000000000000001/bond0", timeout=5).json()
+    for member in bond["members"]:
+        assert member["mux"] == "detached" and not member["enabled"]
+        assert "passive" in member["reason"], member["reason"]
 
 
 def test_member_cabled_to_another_device_stays_unselected(lab: Lab, tmp_path):
