@@ -26,6 +26,7 @@ eventlet_compat.apply()
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: E402
 from ryu.app.wsgi import ControllerBase, Request, Response, WSGIApplication, route  # noqa: E402
 from ryu.cfg import CONF  # noqa: E402
+from ryu.lib import hub  # noqa: E402
 from ryu.lib.dpid import DPID_PATTERN  # noqa: E402
 
 from rest import openapi, views  # noqa: E402
@@ -141,6 +142,11 @@ class LagController(ControllerBase):
 
     # ---- plumbing ------------------------------------------------------------
     def _dispatch(self, route_path: str, req: Request, handle: Callable[[], Response]) -> Response:
+        # Let every other ready green thread run first. A green socket's read returns without
+        # yielding when the next request is already there, so without this one quick client
+        # on a keep-alive connection holds the controller and the other clients starve
+        # (p99 in the hundreds of ms at 32 clients while p50 stays under 1 ms).
+        hub.sleep(0)
         try:
             if route_path != METRICS_PATH:
                 self._authorize(req)
@@ -352,7 +358,7 @@ def read_json(req: Request) -> Any:
     try:
         if not raw.strip():
             raise ValueError("the request body is empty")
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        return _JSON_DECODER.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         if declared:
             raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {exc}") from None
@@ -363,6 +369,9 @@ def read_json(req: Request) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # one, not one per request
 
 
 def register(

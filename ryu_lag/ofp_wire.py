@@ -20,7 +20,8 @@ OFP_NO_BUFFER = 0xFFFFFFFF
 _HEADER = struct.Struct("!BBHI")  # version, type, length, xid
 _FLOW_MOD = struct.Struct("!QQBBHHHIIIH2x")  # cookie ... flags, pad
 _GROUP_MOD = struct.Struct("!HBxI")  # command, type, pad, group_id
-_BUCKET = struct.Struct("!HHII4x")  # len, weight, watch_port, watch_group
+_BUCKET_OUTPUT = struct.Struct("!HHII4xHHIH6x")  # a bucket (len, weight, watch port and group) with one output
+_BUCKET_GROUP = struct.Struct("!HHII4xHHI")  # a bucket with one group action
 _METER_MOD = struct.Struct("!HHI")  # command, flags, meter_id
 _METER_BAND_DROP = struct.Struct("!HHII4x")  # type, len, rate, burst_size
 _PACKET_OUT = struct.Struct("!IIH6x")  # buffer_id, in_port, actions_len
@@ -43,6 +44,7 @@ _OFPMC_ADD, _OFPMC_DELETE = 0, 2
 _OFPMF_PKTPS, _OFPMF_BURST = 2, 4
 _OFPMBT_DROP = 1
 _ALL_ONES = (1 << 64) - 1
+_NO_BUFFER_LEN = of.Output(0).max_len  # an output action's max_len: the whole packet
 
 _FLOW_COMMANDS = {of.FlowCommand.ADD: 0, of.FlowCommand.DELETE: 3, of.FlowCommand.DELETE_STRICT: 4}
 _GROUP_COMMANDS = {of.GroupCommand.ADD: 0, of.GroupCommand.MODIFY: 1, of.GroupCommand.DELETE: 2}
@@ -126,16 +128,21 @@ def _flow_mod(msg: of.FlowMod) -> bytes:
     return fixed + match(msg.match) + instructions
 
 
-def _bucket(actions: bytes, weight: int, watch_port: int) -> bytes:
-    return _BUCKET.pack(_BUCKET.size + len(actions), weight, watch_port, of.OFPG_ANY) + actions
+def _output_bucket(port: int, weight: int, watch_port: int) -> bytes:
+    return _BUCKET_OUTPUT.pack(_BUCKET_OUTPUT.size, weight, watch_port, of.OFPG_ANY,
+                               _OFPAT_OUTPUT, _ACTION_OUTPUT.size, port, _NO_BUFFER_LEN)
+
+
+def _group_bucket(group_id: int) -> bytes:
+    return _BUCKET_GROUP.pack(_BUCKET_GROUP.size, 0, of.OFPP_ANY, of.OFPG_ANY, _OFPAT_GROUP, _ACTION_GROUP.size, group_id)
 
 
 def _group_mod(msg: of.GroupMod) -> bytes:
     if msg.group_type is of.GroupType.SELECT:
-        buckets = [_bucket(action(of.Output(p)), 1, p) for p in msg.ports]
+        buckets = [_output_bucket(p, 1, p) for p in msg.ports]
     else:  # weights are for SELECT groups only: Open vSwitch refuses an ALL group with one
-        buckets = [_bucket(action(of.Output(p)), 0, of.OFPP_ANY) for p in msg.ports]
-        buckets += [_bucket(action(of.Group(g)), 0, of.OFPP_ANY) for g in msg.groups]
+        buckets = [_output_bucket(p, 0, of.OFPP_ANY) for p in msg.ports]
+        buckets += [_group_bucket(g) for g in msg.groups]
     header = _GROUP_MOD.pack(_GROUP_COMMANDS[msg.command], _GROUP_TYPES[msg.group_type], msg.group_id)
     return header + b"".join(buckets)
 
@@ -148,7 +155,7 @@ def _meter_mod(msg: of.MeterMod) -> bytes:
 
 
 def _packet_out(msg: of.PacketOut) -> bytes:
-    actions = action(of.Output(msg.port))
+    actions = _ACTION_OUTPUT.pack(_OFPAT_OUTPUT, _ACTION_OUTPUT.size, msg.port, _NO_BUFFER_LEN)
     return _PACKET_OUT.pack(OFP_NO_BUFFER, of.OFPP_CONTROLLER, len(actions)) + actions + msg.data
 
 
