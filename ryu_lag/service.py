@@ -9,12 +9,15 @@ refused change leaves both untouched.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Iterable
 
 from ryu_lag.config import BondConfig, ConfigError
 from ryu_lag.lacp import LacpBond, Update
-from ryu_lag.lacp.pdu import ETH_TYPE_SLOW, SLOW_PROTOCOLS_MAC, encode_frame, mac_to_str
+from ryu_lag.lacp.pdu import ETH_TYPE_SLOW, SLOW_PROTOCOLS_MAC, encode_frame, mac_to_bytes, mac_to_str
 from ryu_lag.openflow import Message, PacketOut
 from ryu_lag.store import BondStore
 from ryu_lag.switching import LagSwitch
@@ -26,6 +29,10 @@ class BondConflict(ConfigError):
 
 class UnknownBond(KeyError):
     """No such bond on that switch."""
+
+
+_SLOW_PROTOCOLS_DST = mac_to_bytes(SLOW_PROTOCOLS_MAC)
+_SLOW_ETH_TYPE = ETH_TYPE_SLOW.to_bytes(2, "big")
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class BondRuntime:
     group_id: int
     engine: LacpBond
     enabled: set[int] = field(default_factory=set)  # members distributing now
+    wake_at: float = field(default=math.inf, init=False)  # when the service's timer heap ticks the engine next
 
 
 @dataclass
@@ -83,12 +91,18 @@ class SwitchRuntime:
     system: str
     switch: LagSwitch
     bonds: dict[str, BondRuntime] = field(default_factory=dict)
+    _bond_by_port: dict[int, BondRuntime] = field(default_factory=dict, init=False, repr=False)  # checked on use
 
     def bond_of_port(self, port: int) -> BondRuntime | None:
-        for bond in self.bonds.values():
-            if port in bond.engine.members:
-                return bond
-        return None
+        bond = self._bond_by_port.get(port)
+        if bond is not None and self.bonds.get(bond.config.name) is bond:
+            return bond  # still configured, so still has the port: a changed bond is a new BondRuntime
+        bond = next((b for b in self.bonds.values() if port in b.engine.members), None)
+        if bond is None:
+            self._bond_by_port.pop(port, None)
+        else:
+            self._bond_by_port[port] = bond
+        return bond
 
 
 def system_id_from_dpid(dpid: int) -> str:
@@ -107,6 +121,9 @@ class LagService:
         for config in store.load_all():
             self.configs.setdefault(config.dpid, {})[config.name] = config
         self.switches: dict[int, SwitchRuntime] = {}
+        # (time, order, switch, bond): when each bond's engine has a timer due; stale entries are skipped
+        self._lacp_timers: list[tuple[float, int, SwitchRuntime, BondRuntime]] = []
+        self._timer_order = itertools.count()
 
     # ---- configuration ---------------------------------------------------
     def bond_configs(self, dpid: int) -> list[BondConfig]:
@@ -216,13 +233,12 @@ class LagService:
         runtime = self.switches.get(dpid)
         if runtime is None or len(data) < 14:
             return effects
-        eth_dst, eth_src = mac_to_str(data[0:6]), mac_to_str(data[6:12])
-        eth_type = int.from_bytes(data[12:14], "big")
-        if eth_type == ETH_TYPE_SLOW and eth_dst == SLOW_PROTOCOLS_MAC:
+        if data[12:14] == _SLOW_ETH_TYPE and data[0:6] == _SLOW_PROTOCOLS_DST:
             bond = runtime.bond_of_port(in_port)
             if bond is not None:
                 self._engine_update(runtime, bond, bond.engine.receive_frame(in_port, data, now), effects)
             return effects
+        eth_dst, eth_src = mac_to_str(data[0:6]), mac_to_str(data[6:12])
         effects.send(dpid, runtime.switch.packet_in(in_port, eth_src, eth_dst))
         return effects
 
@@ -234,11 +250,19 @@ class LagService:
         return effects
 
     def tick(self, now: float) -> Effects:
-        """Run every engine's timers."""
+        """Run the timers that are due; bonds with none due cost nothing."""
         effects = Effects()
-        for runtime in self.switches.values():
-            for bond in runtime.bonds.values():
-                self._engine_update(runtime, bond, bond.engine.tick(now), effects)
+        timers = self._lacp_timers
+        due: list[tuple[float, int, SwitchRuntime, BondRuntime]] = []
+        while timers and timers[0][0] <= now:  # taken first: what a bond schedules now waits for the next tick
+            due.append(heapq.heappop(timers))
+        for wake_at, _, runtime, bond in due:
+            if bond.wake_at != wake_at or runtime.bonds.get(bond.config.name) is not bond:
+                continue  # rescheduled earlier, or the bond is gone
+            if self.switches.get(runtime.dpid) is not runtime:
+                continue  # the switch disconnected or reconnected
+            bond.wake_at = math.inf
+            self._engine_update(runtime, bond, bond.engine.tick(now), effects)
         return effects
 
     # ---- internals ---------------------------------------------------------
@@ -265,10 +289,15 @@ class LagService:
         effects.send(dpid, runtime.switch.remove_bond(bond.group_id))
 
     def _engine_update(self, runtime: SwitchRuntime, bond: BondRuntime, update: Update, effects: Effects) -> None:
+        """Turn an engine's update into effects and schedule the engine's next timer."""
         for tx in update.transmit:
             desc = runtime.ports.get(tx.port)
             if desc is not None:
-                effects.send(runtime.dpid, [PacketOut(tx.port, encode_frame(desc.mac, tx.pdu))])
+                effects.messages.append((runtime.dpid, PacketOut(tx.port, encode_frame(desc.mac, tx.pdu))))
+        deadline = bond.engine.deadline
+        if deadline < bond.wake_at:
+            bond.wake_at = deadline
+            heapq.heappush(self._lacp_timers, (deadline, next(self._timer_order), runtime, bond))
         for change in update.changes:
             effects.send(
                 runtime.dpid,

@@ -17,15 +17,17 @@ from __future__ import annotations
 import collections
 import math
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Collection, Iterable
 
 from ryu_lag.lacp.member import ActorConfig, Member, Mode, MuxState, Rate, RxState
-from ryu_lag.lacp.pdu import Lacpdu, LacpState, PduError, decode_frame
+from ryu_lag.lacp.pdu import FRAME_LEN, Lacpdu, LacpState, PduError, decode_frame
 
 DEFAULT_SYSTEM_PRIORITY = 32768
 DEFAULT_PORT_PRIORITY = 32768
 
 PartnerId = tuple[int, str, int]  # system priority, system, key
+
+_AGGREGATION = int(LacpState.AGGREGATION)
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,20 @@ class LacpBond:
         self.partner_id: PartnerId | None = None
         self._roles: dict[int, tuple[bool, bool]] = {p: (False, False) for p in self.members}
         self._selection_keys: dict[int, tuple[bool, PartnerId]] = {}
+        # Per member, the last well-formed LACPDU frame (its first FRAME_LEN octets) and its decoding:
+        # a partner repeats the same frame until its state changes, so most frames need no decoding.
+        self._last_frame: dict[int, tuple[bytes, Lacpdu]] = {}
         self._up = False
-        # No member timer fires before this; it may be early (then tick recomputes it), never late.
         self._deadline = -math.inf
+
+    @property
+    def deadline(self) -> float:
+        """No member timer fires before this; it may be early (tick then recomputes it), never late.
+
+        ``inf`` when no timer runs, ``-inf`` before the first tick. A scheduler need not call
+        :meth:`tick` before it.
+        """
+        return self._deadline
 
     # ---- events ----------------------------------------------------------
     def set_link(self, port: int, up: bool, now: float) -> Update:
@@ -104,19 +117,25 @@ class LacpBond:
     def receive_frame(self, port: int, frame: bytes, now: float) -> Update:
         """A slow-protocols frame arrived on member ``port``; bad ones are counted."""
         member = self.members[port]
-        try:
-            _, pdu = decode_frame(frame)
-        except PduError:
-            member.bad_pdu()
-            return Update()
+        raw = bytes(frame[:FRAME_LEN])  # all that decode_frame reads
+        last = self._last_frame.get(port)
+        if last is not None and last[0] == raw:
+            pdu = last[1]
+        else:
+            try:
+                _, pdu = decode_frame(frame)
+            except PduError:
+                member.bad_pdu()
+                return Update()
+            self._last_frame[port] = (raw, pdu)
         member.receive(pdu, now)
-        return self._settle(now, [member])
+        return self._settle(now, (member,))
 
     def tick(self, now: float) -> Update:
         """Run the timers that are due: expiry, aggregate wait, periodic transmission."""
         if now < self._deadline:
             return Update()
-        due = [m for m in self.members.values() if (t := m.next_deadline()) is not None and t <= now]
+        due = [m for m in self.members.values() if m.next_deadline() <= now]
         for member in due:
             member.run_timers(now)
         update = self._settle(now, due)
@@ -133,7 +152,9 @@ class LacpBond:
         return self.distributing_count() >= max(1, self.settings.min_links)
 
     def next_deadline(self) -> float | None:
-        return min((t for m in self.members.values() if (t := m.next_deadline()) is not None), default=None)
+        """The earliest time a member timer fires, or None when none runs."""
+        deadline = min([m.next_deadline() for m in self.members.values()], default=math.inf)
+        return None if deadline == math.inf else deadline
 
     def reason(self, port: int) -> str:
         """Why a member is (not) carrying traffic, in words."""
@@ -176,7 +197,7 @@ class LacpBond:
         return (
             member.link_up
             and member.has_partner
-            and bool(member.partner.state & LacpState.AGGREGATION)
+            and bool(int(member.partner.state) & _AGGREGATION)
             and member.partner.system != self.system  # looped back to ourselves
         )
 
@@ -195,23 +216,29 @@ class LacpBond:
             member.selected = member.port in chosen
             self._selection_keys[member.port] = self._selection_key(member)
 
-    def _settle(self, now: float, touched: list[Member]) -> Update:
+    def _settle(self, now: float, touched: Collection[Member]) -> Update:
         """Bring the bond to rest after events on ``touched`` members.
 
         Work is limited to those members unless the aggregator's selection or the
         bond's min_links state changes, which concern every member.
         """
-        everyone = list(self.members.values())
+        everyone = self.members.values()
         if any(self._selection_keys.get(m.port) != self._selection_key(m) for m in touched):
             self._select()
             touched = everyone
+        mux_moved = False
         for member in touched:
+            mux = member.mux
             member.run_mux(now)
-        up = self.is_up()
-        if up != self._up:
-            self._up = up
-            touched = everyone
+            mux_moved = mux_moved or member.mux is not mux
+        up = self._up
+        if mux_moved:  # only a mux move changes how many members distribute
+            up = self.is_up()
+            if up != self._up:
+                self._up = up
+                touched = everyone
         update = Update()
+        deadline = self._deadline
         for member in touched:
             member.enabled = up and member.distributing
             role = (member.collecting, member.enabled)
@@ -221,7 +248,6 @@ class LacpBond:
             pdu = member.poll_transmit(now)
             if pdu is not None:
                 update.transmit.append(Transmit(member.port, pdu))
-            deadline = member.next_deadline()
-            if deadline is not None:
-                self._deadline = min(self._deadline, deadline)
+            deadline = min(deadline, member.next_deadline())
+        self._deadline = deadline
         return update

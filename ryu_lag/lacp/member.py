@@ -6,6 +6,10 @@ Rules this module keeps (802.1AX-2008 clause 5.4):
 - A passive actor transmits only while its partner is active.
 - Any change of our actor state sets need-to-transmit; at most
   ``MAX_TX_PER_FAST_PERIOD`` PDUs go out per fast periodic time.
+- The periodic timer starts when periodic transmission starts (link up, or a
+  passive actor hearing an active partner) and restarts when the partner goes
+  from slow to fast; otherwise it runs from its own expiries, so a late tick
+  delays one PDU, not the member's later ones, and members keep their phases.
 - State bits tell the truth: Sync only when attached, Collecting/Distributing
   only when the mux is there, Defaulted/Expired from the receive machine.
 
@@ -18,9 +22,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import math
 from dataclasses import dataclass, field
 
-from ryu_lag.lacp.pdu import NULL_PORT_INFO, Lacpdu, LacpState, PortInfo
+from ryu_lag.lacp.pdu import NULL_PORT_INFO, STATE_BY_OCTET, Lacpdu, LacpState, PortInfo
 
 FAST_PERIODIC_TIME = 1.0
 SLOW_PERIODIC_TIME = 30.0
@@ -31,6 +36,16 @@ MAX_TX_PER_FAST_PERIOD = 3
 
 # The partner we assume before hearing one: passive, short timeout, not aggregatable.
 DEFAULT_PARTNER = PortInfo(0, "00:00:00:00:00:00", 0, 0, 0, LacpState.TIMEOUT)
+
+# State bits as plain ints: the hot paths test bits on ints, not through IntFlag's operators.
+_ACTIVITY = int(LacpState.ACTIVITY)
+_TIMEOUT = int(LacpState.TIMEOUT)
+_AGGREGATION = int(LacpState.AGGREGATION)
+_SYNCHRONIZATION = int(LacpState.SYNCHRONIZATION)
+_COLLECTING = int(LacpState.COLLECTING)
+_DISTRIBUTING = int(LacpState.DISTRIBUTING)
+_DEFAULTED = int(LacpState.DEFAULTED)
+_EXPIRED = int(LacpState.EXPIRED)
 
 
 class Mode(enum.Enum):
@@ -83,9 +98,12 @@ class Counters:
     last_rx: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
-    """The LACP actor of one bond member."""
+    """The LACP actor of one bond member.
+
+    A timer that is not running is ``math.inf``, so the earliest deadline is a plain ``min``.
+    """
 
     config: ActorConfig
     link_up: bool = False
@@ -96,12 +114,21 @@ class Member:
     partner: PortInfo = DEFAULT_PARTNER
     partner_matched: bool = False  # the partner's view of us equals our actor info
     counters: Counters = field(default_factory=Counters)
-    _current_while: float | None = None
-    _wait_while: float | None = None
-    _next_periodic: float | None = None
+    _current_while: float = math.inf
+    _wait_while: float = math.inf
+    _next_periodic: float = math.inf
     _ntt: bool = False
     _tx_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=MAX_TX_PER_FAST_PERIOD))
-    _last_actor_state: LacpState | None = None
+    _last_actor_state: int | None = None
+    _config_state: int = field(init=False, repr=False)  # the state bits our configuration fixes
+    _actor_id: tuple[int, str, int, int, int] = field(init=False, repr=False)  # our actor info but the state
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self._config_state = (
+            _AGGREGATION | (_ACTIVITY if c.mode is Mode.ACTIVE else 0) | (_TIMEOUT if c.rate is Rate.FAST else 0)
+        )
+        self._actor_id = (c.system_priority, c.system, c.key, c.port_priority, c.port & 0xFFFF)
 
     # ---- derived views -------------------------------------------------
     @property
@@ -115,15 +142,15 @@ class Member:
 
     @property
     def partner_sync(self) -> bool:
-        return self.partner_matched and bool(self.partner.state & LacpState.SYNCHRONIZATION)
+        return self.partner_matched and bool(int(self.partner.state) & _SYNCHRONIZATION)
 
     @property
     def partner_collecting(self) -> bool:
-        return bool(self.partner.state & LacpState.COLLECTING)
+        return bool(int(self.partner.state) & _COLLECTING)
 
     @property
     def collecting(self) -> bool:
-        return self.mux in (MuxState.COLLECTING, MuxState.DISTRIBUTING)
+        return self.mux is MuxState.COLLECTING or self.mux is MuxState.DISTRIBUTING
 
     @property
     def distributing(self) -> bool:
@@ -132,38 +159,38 @@ class Member:
     @property
     def has_partner(self) -> bool:
         """A partner is known from a LACPDU (current, or expired but not yet defaulted)."""
-        return self.rx_state in (RxState.CURRENT, RxState.EXPIRED)
+        return self.rx_state is RxState.CURRENT or self.rx_state is RxState.EXPIRED
+
+    def _state_bits(self) -> int:
+        """Our actor state as an int."""
+        bits = self._config_state
+        mux = self.mux
+        if mux is MuxState.DISTRIBUTING or mux is MuxState.COLLECTING:
+            bits |= _SYNCHRONIZATION | _COLLECTING
+        elif mux is MuxState.ATTACHED:
+            bits |= _SYNCHRONIZATION
+        if self.enabled:
+            bits |= _DISTRIBUTING
+        if self.rx_state is RxState.DEFAULTED:
+            bits |= _DEFAULTED
+        elif self.rx_state is RxState.EXPIRED:
+            bits |= _EXPIRED
+        return bits
 
     def actor_state(self) -> LacpState:
-        state = LacpState.AGGREGATION
-        if self.config.mode is Mode.ACTIVE:
-            state |= LacpState.ACTIVITY
-        if self.config.rate is Rate.FAST:
-            state |= LacpState.TIMEOUT
-        if self.mux in (MuxState.ATTACHED, MuxState.COLLECTING, MuxState.DISTRIBUTING):
-            state |= LacpState.SYNCHRONIZATION
-        if self.collecting:
-            state |= LacpState.COLLECTING
-        if self.enabled:
-            state |= LacpState.DISTRIBUTING
-        if self.rx_state is RxState.DEFAULTED:
-            state |= LacpState.DEFAULTED
-        if self.rx_state is RxState.EXPIRED:
-            state |= LacpState.EXPIRED
-        return state
+        return STATE_BY_OCTET[self._state_bits()]
 
     def actor_info(self) -> PortInfo:
-        c = self.config
-        return PortInfo(c.system_priority, c.system, c.key, c.port_priority, c.port & 0xFFFF, self.actor_state())
+        return PortInfo(*self._actor_id, self.actor_state())
 
     def periodic_enabled(self) -> bool:
         if not self.link_up:
             return False
-        return self.config.mode is Mode.ACTIVE or bool(self.partner.state & LacpState.ACTIVITY)
+        return bool(self._config_state & _ACTIVITY) or bool(int(self.partner.state) & _ACTIVITY)
 
     def periodic_time(self) -> float:
         """Our transmit interval, from the partner's Timeout bit."""
-        return FAST_PERIODIC_TIME if self.partner.state & LacpState.TIMEOUT else SLOW_PERIODIC_TIME
+        return FAST_PERIODIC_TIME if int(self.partner.state) & _TIMEOUT else SLOW_PERIODIC_TIME
 
     def lacp_timeout_seconds(self) -> float:
         """The timeout now running: 0 before any LACPDU, else ours (3 or 90 s)."""
@@ -178,26 +205,32 @@ class Member:
             self._enter_expired(now)
         else:
             self._set_rx(RxState.PORT_DISABLED)
-            self._current_while = None
+            self._current_while = math.inf
             self._clear_partner_sync()
 
     def receive(self, pdu: Lacpdu, now: float) -> None:
         """Record a valid LACPDU from the partner."""
-        self.counters.rx += 1
-        self.counters.last_rx = now
+        counters = self.counters
+        counters.rx += 1
+        counters.last_rx = now
         if not self.link_up:
             return
-        previous = self.partner
-        self.partner = pdu.actor
-        ours = self.actor_info()
-        their_view = pdu.partner
-        self.partner_matched = their_view.same_port(ours) and bool(their_view.state & LacpState.AGGREGATION)
-        if not self.partner_matched or their_view.state != ours.state:
+        partner_was_fast = int(self.partner.state) & _TIMEOUT
+        self.partner = actor = pdu.actor
+        view = pdu.partner  # the partner's view of us
+        self.partner_matched = (
+            view.system_priority,
+            view.system,
+            view.key,
+            view.port_priority,
+            view.port,
+        ) == self._actor_id and bool(int(view.state) & _AGGREGATION)
+        if not self.partner_matched or view.state != self._state_bits():
             self._ntt = True  # the partner's view of us is stale
         self._set_rx(RxState.CURRENT)
         self._current_while = now + self.timeout
-        partner_went_fast = pdu.actor.state & LacpState.TIMEOUT and not previous.state & LacpState.TIMEOUT
-        if partner_went_fast or self._next_periodic is None:
+        partner_went_fast = int(actor.state) & _TIMEOUT and not partner_was_fast
+        if partner_went_fast or self._next_periodic == math.inf:
             self._next_periodic = now
 
     def bad_pdu(self) -> None:
@@ -205,12 +238,14 @@ class Member:
 
     def _enter_expired(self, now: float) -> None:
         self._set_rx(RxState.EXPIRED)
+        partner_was_fast = int(self.partner.state) & _TIMEOUT
         # Partner out of sync; ask for its PDUs at the fast rate to recover quickly.
         self.partner = dataclasses.replace(
             self.partner, state=(self.partner.state | LacpState.TIMEOUT) & ~LacpState.SYNCHRONIZATION
         )
         self._current_while = now + SHORT_TIMEOUT_TIME
-        self._next_periodic = now
+        if not partner_was_fast or self._next_periodic == math.inf:
+            self._next_periodic = now  # periodic transmission starts, or goes from slow to fast
 
     def _clear_partner_sync(self) -> None:
         self.partner = dataclasses.replace(self.partner, state=self.partner.state & ~LacpState.SYNCHRONIZATION)
@@ -222,7 +257,7 @@ class Member:
 
     def run_timers(self, now: float) -> None:
         """Expire the receive machine's current_while timer when due."""
-        if self._current_while is None or now < self._current_while:
+        if now < self._current_while:
             return
         if self.rx_state is RxState.CURRENT:
             self.counters.expirations += 1
@@ -231,7 +266,7 @@ class Member:
             self._set_rx(RxState.DEFAULTED)
             self.partner = DEFAULT_PARTNER
             self.partner_matched = False
-            self._current_while = None
+            self._current_while = math.inf
 
     # ---- mux machine ---------------------------------------------------
     def run_mux(self, now: float) -> None:
@@ -242,7 +277,7 @@ class Member:
                 return
             self.mux = nxt
             self.counters.transitions += 1
-            self._wait_while = now + AGGREGATE_WAIT_TIME if nxt is MuxState.WAITING else None
+            self._wait_while = now + AGGREGATE_WAIT_TIME if nxt is MuxState.WAITING else math.inf
 
     def _mux_next(self, now: float) -> MuxState | None:
         mux, selected = self.mux, self.selected
@@ -251,7 +286,6 @@ class Member:
         if mux is MuxState.WAITING:
             if not selected:
                 return MuxState.DETACHED
-            assert self._wait_while is not None
             return MuxState.ATTACHED if now >= self._wait_while else None
         if mux is MuxState.ATTACHED:
             if not selected:
@@ -268,30 +302,43 @@ class Member:
     # ---- periodic and transmit machines ---------------------------------
     def poll_transmit(self, now: float) -> Lacpdu | None:
         """The PDU to send now, if any (need-to-transmit or periodic, rate limited)."""
-        state = self.actor_state()
+        state = self._state_bits()
         if state != self._last_actor_state:
             self._last_actor_state = state
             self._ntt = True
         if not self.periodic_enabled():
-            self._next_periodic = None
+            self._next_periodic = math.inf
             self._ntt = False
             return None
-        if self._next_periodic is None or now >= self._next_periodic:
+        if now >= self._next_periodic:
             self._ntt = True
-            self._next_periodic = now + self.periodic_time()
+            self._next_periodic = self._periodic_after(now)
         if not self._ntt:
             return None
-        if len(self._tx_times) == MAX_TX_PER_FAST_PERIOD and now - self._tx_times[0] < FAST_PERIODIC_TIME:
-            return None  # rate limited: stays pending
+        if len(self._tx_times) == MAX_TX_PER_FAST_PERIOD and now < self._tx_times[0] + FAST_PERIODIC_TIME:
+            return None  # rate limited: stays pending (until the time next_deadline names)
         self._ntt = False
         self._tx_times.append(now)
         self.counters.tx += 1
         partner = self.partner if self.rx_state is not RxState.DEFAULTED else NULL_PORT_INFO
         return Lacpdu(actor=self.actor_info(), partner=partner)
 
-    def next_deadline(self) -> float | None:
-        """The earliest time a timer of this member fires (for schedulers)."""
-        times = [t for t in (self._current_while, self._wait_while, self._next_periodic) if t is not None]
+    def _periodic_after(self, now: float) -> float:
+        """When the periodic timer, which expired at ``_next_periodic``, expires next.
+
+        It restarts from its own expiry, not from ``now`` (a tick that may come late and
+        serves many members): a late tick delays this PDU only, not every later one, and
+        members keep the phases their own events gave them.
+        """
+        period = self.periodic_time()
+        following = self._next_periodic + period
+        if following <= now:  # a whole period or more late: skip the missed expiries
+            following += period * ((now - following) // period + 1)
+        return following
+
+    def next_deadline(self) -> float:
+        """The earliest time a timer of this member fires (for schedulers); inf if none runs."""
+        deadline = min(self._current_while, self._wait_while, self._next_periodic)
         if self._ntt and self._tx_times:
-            times.append(self._tx_times[0] + FAST_PERIODIC_TIME)
-        return min(times, default=None)
+            return min(deadline, self._tx_times[0] + FAST_PERIODIC_TIME)
+        return deadline

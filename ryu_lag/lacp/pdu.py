@@ -21,10 +21,10 @@ FRAME_LEN = ETH_HEADER_LEN + PDU_LEN
 
 _TLV_ACTOR, _TLV_PARTNER, _TLV_COLLECTOR, _TLV_TERMINATOR = 1, 2, 3, 0
 _INFO_LEN, _COLLECTOR_LEN = 20, 16
-# type, length, system priority, system, key, port priority, port, state, reserved
-_INFO = struct.Struct("!BBH6sHHHB3x")
-_COLLECTOR = struct.Struct("!BBH12x")
-_HEADER = struct.Struct("!BB")
+# The whole LACPDU in one pass: subtype, version; actor and partner TLVs (type, length,
+# system priority, system, key, port priority, port, state, 3 reserved); collector TLV
+# (type, length, max delay, 12 reserved); terminator TLV (type, length); 50 reserved.
+_PDU = struct.Struct("!BB" + "BBH6sHHHB3x" * 2 + "BBH12x" + "BB50x")
 _ETH = struct.Struct("!6s6sH")
 
 
@@ -49,6 +49,10 @@ class LacpState(enum.IntFlag):
         return {bit.name.lower(): bool(self & bit) for bit in LacpState}
 
 
+# Every state by its octet: indexing is far cheaper than calling LacpState(octet).
+STATE_BY_OCTET: tuple[LacpState, ...] = tuple(LacpState(octet) for octet in range(256))
+
+
 @dataclass(frozen=True)
 class PortInfo:
     """Actor or partner information as carried in a LACPDU."""
@@ -59,16 +63,6 @@ class PortInfo:
     port_priority: int
     port: int
     state: LacpState
-
-    def same_port(self, other: PortInfo) -> bool:
-        """True when both name the same port of the same system (state ignored)."""
-        return (
-            self.system_priority,
-            self.system,
-            self.key,
-            self.port_priority,
-            self.port,
-        ) == (other.system_priority, other.system, other.key, other.port_priority, other.port)
 
 
 NULL_PORT_INFO = PortInfo(0, "00:00:00:00:00:00", 0, 0, 0, LacpState(0))
@@ -85,72 +79,124 @@ class Lacpdu:
 
 def mac_to_bytes(mac: str) -> bytes:
     """``'aa:bb:cc:dd:ee:ff'`` to six octets; raises ValueError if malformed."""
-    parts = mac.split(":")
-    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
-        raise ValueError(f"not a MAC address: {mac!r}")
-    return bytes(int(p, 16) for p in parts)
+    if len(mac) == 17 and mac[2::3] == ":::::":
+        try:
+            raw = bytes.fromhex(mac.replace(":", ""))
+        except ValueError:
+            pass
+        else:
+            if len(raw) == 6:  # fromhex skips whitespace: 12 hex digits give 6 octets, anything else fewer
+                return raw
+    raise ValueError(f"not a MAC address: {mac!r}")
 
 
 def mac_to_str(raw: bytes) -> str:
     """Six octets to lowercase colon form."""
-    return ":".join(f"{b:02x}" for b in raw)
+    return raw.hex(":")
 
 
-def _encode_info(tlv_type: int, info: PortInfo) -> bytes:
-    return _INFO.pack(
-        tlv_type,
-        _INFO_LEN,
-        info.system_priority,
-        mac_to_bytes(info.system),
-        info.key,
-        info.port_priority,
-        info.port,
-        int(info.state),
-    )
-
-
-def _decode_info(tlv_type: int, data: bytes, offset: int) -> PortInfo:
-    got_type, length, sys_prio, system, key, port_prio, port, state = _INFO.unpack_from(data, offset)
-    if got_type != tlv_type or length != _INFO_LEN:
-        raise PduError(f"bad TLV at offset {offset}: type {got_type} length {length}")
-    return PortInfo(sys_prio, mac_to_str(system), key, port_prio, port, LacpState(state))
+_SLOW_PROTOCOLS_DST = mac_to_bytes(SLOW_PROTOCOLS_MAC)
+_SLOW_ETH_TYPE = ETH_TYPE_SLOW.to_bytes(2, "big")
 
 
 def encode_pdu(pdu: Lacpdu) -> bytes:
     """Encode the 110-octet LACPDU (subtype onward)."""
-    body = (
-        _HEADER.pack(SUBTYPE_LACP, LACP_VERSION)
-        + _encode_info(_TLV_ACTOR, pdu.actor)
-        + _encode_info(_TLV_PARTNER, pdu.partner)
-        + _COLLECTOR.pack(_TLV_COLLECTOR, _COLLECTOR_LEN, pdu.collector_max_delay)
-        + _HEADER.pack(_TLV_TERMINATOR, 0)
+    actor, partner = pdu.actor, pdu.partner
+    return _PDU.pack(
+        SUBTYPE_LACP,
+        LACP_VERSION,
+        _TLV_ACTOR,
+        _INFO_LEN,
+        actor.system_priority,
+        mac_to_bytes(actor.system),
+        actor.key,
+        actor.port_priority,
+        actor.port,
+        actor.state,
+        _TLV_PARTNER,
+        _INFO_LEN,
+        partner.system_priority,
+        mac_to_bytes(partner.system),
+        partner.key,
+        partner.port_priority,
+        partner.port,
+        partner.state,
+        _TLV_COLLECTOR,
+        _COLLECTOR_LEN,
+        pdu.collector_max_delay,
+        _TLV_TERMINATOR,
+        0,
     )
-    return body + bytes(PDU_LEN - len(body))
 
 
-def decode_pdu(data: bytes) -> Lacpdu:
-    """Decode a LACPDU (subtype onward); raises PduError if malformed or truncated."""
-    if len(data) < PDU_LEN:
-        raise PduError(f"truncated LACPDU: {len(data)} octets, need {PDU_LEN}")
-    subtype, version = _HEADER.unpack_from(data, 0)
+def _decode_pdu_at(data: bytes, offset: int) -> Lacpdu:
+    """Decode the LACPDU that starts ``offset`` octets into ``data``."""
+    if len(data) - offset < PDU_LEN:
+        raise PduError(f"truncated LACPDU: {len(data) - offset} octets, need {PDU_LEN}")
+    (
+        subtype,
+        version,
+        actor_type,
+        actor_len,
+        actor_system_priority,
+        actor_system,
+        actor_key,
+        actor_port_priority,
+        actor_port,
+        actor_state,
+        partner_type,
+        partner_len,
+        partner_system_priority,
+        partner_system,
+        partner_key,
+        partner_port_priority,
+        partner_port,
+        partner_state,
+        collector_type,
+        collector_len,
+        max_delay,
+        terminator_type,
+        terminator_len,
+    ) = _PDU.unpack_from(data, offset)
     if subtype != SUBTYPE_LACP:
         raise PduError(f"not LACP: slow-protocols subtype {subtype}")
     if version < LACP_VERSION:
         raise PduError(f"bad LACP version {version}")
-    actor = _decode_info(_TLV_ACTOR, data, 2)
-    partner = _decode_info(_TLV_PARTNER, data, 22)
-    tlv_type, length, max_delay = _COLLECTOR.unpack_from(data, 42)
-    if tlv_type != _TLV_COLLECTOR or length != _COLLECTOR_LEN:
-        raise PduError(f"bad collector TLV: type {tlv_type} length {length}")
-    if _HEADER.unpack_from(data, 58) != (_TLV_TERMINATOR, 0):
+    if actor_type != _TLV_ACTOR or actor_len != _INFO_LEN:
+        raise PduError(f"bad actor TLV: type {actor_type} length {actor_len}")
+    if partner_type != _TLV_PARTNER or partner_len != _INFO_LEN:
+        raise PduError(f"bad partner TLV: type {partner_type} length {partner_len}")
+    if collector_type != _TLV_COLLECTOR or collector_len != _COLLECTOR_LEN:
+        raise PduError(f"bad collector TLV: type {collector_type} length {collector_len}")
+    if terminator_type != _TLV_TERMINATOR or terminator_len != 0:
         raise PduError("bad terminator TLV")
+    actor = PortInfo(
+        actor_system_priority,
+        actor_system.hex(":"),
+        actor_key,
+        actor_port_priority,
+        actor_port,
+        STATE_BY_OCTET[actor_state],
+    )
+    partner = PortInfo(
+        partner_system_priority,
+        partner_system.hex(":"),
+        partner_key,
+        partner_port_priority,
+        partner_port,
+        STATE_BY_OCTET[partner_state],
+    )
     return Lacpdu(actor, partner, max_delay)
+
+
+def decode_pdu(data: bytes) -> Lacpdu:
+    """Decode a LACPDU (subtype onward); raises PduError if malformed or truncated."""
+    return _decode_pdu_at(data, 0)
 
 
 def encode_frame(src_mac: str, pdu: Lacpdu) -> bytes:
     """A whole untagged Ethernet frame (no FCS) carrying ``pdu`` from ``src_mac``."""
-    header = _ETH.pack(mac_to_bytes(SLOW_PROTOCOLS_MAC), mac_to_bytes(src_mac), ETH_TYPE_SLOW)
-    return header + encode_pdu(pdu)
+    return _SLOW_PROTOCOLS_DST + mac_to_bytes(src_mac) + _SLOW_ETH_TYPE + encode_pdu(pdu)
 
 
 def decode_frame(frame: bytes) -> tuple[str, Lacpdu]:
@@ -160,6 +206,6 @@ def decode_frame(frame: bytes) -> tuple[str, Lacpdu]:
     dst, src, eth_type = _ETH.unpack_from(frame, 0)
     if eth_type != ETH_TYPE_SLOW:
         raise PduError(f"not slow protocols: ethertype {eth_type:#06x}")
-    if mac_to_str(dst) != SLOW_PROTOCOLS_MAC:
+    if dst != _SLOW_PROTOCOLS_DST:
         raise PduError(f"not sent to the slow-protocols address: {mac_to_str(dst)}")
-    return mac_to_str(src), decode_pdu(frame[ETH_HEADER_LEN:])
+    return mac_to_str(src), _decode_pdu_at(frame, ETH_HEADER_LEN)

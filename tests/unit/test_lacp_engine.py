@@ -227,3 +227,50 @@ def test_garbled_frames_counted_and_ignored(frame):
     update = a.receive_frame(1, frame, 1.0)
     assert update.changes == [] and a.members[1].counters.bad_rx == 1
     assert a.members[1].counters.rx == 0 and a.members[1].rx_state is RxState.EXPIRED
+
+
+def _ports(update) -> list[int]:
+    return [tx.port for tx in update.transmit]
+
+
+def test_periodic_timers_keep_their_own_phases_when_one_late_tick_serves_several():
+    a = bond(SW, ports=(1, 2), rate=Rate.FAST)
+    assert _ports(a.set_link(1, True, 0.0)) == [1]
+    assert _ports(a.set_link(2, True, 0.125)) == [2]
+    assert _ports(a.tick(1.25)) == [1, 2]  # due at 1.0 and 1.125, sent by the same late tick ...
+    assert _ports(a.tick(2.0)) == [1]  # ... yet each timer restarted from its own expiry, not from 1.25
+    assert _ports(a.tick(2.125)) == [2]
+
+
+def test_a_tick_late_by_several_periods_sends_one_pdu_and_keeps_the_phase():
+    a = bond(SW, ports=(1,), rate=Rate.FAST)
+    a.set_link(1, True, 0.0)
+    assert _ports(a.tick(3.0)) == [1]  # periodic due since 1.0, and the member defaulted
+    assert _ports(a.tick(6.5)) == [1]  # expiries at 4, 5 and 6 missed: one PDU, no burst
+    assert _ports(a.tick(6.9)) == []
+    assert _ports(a.tick(7.0)) == [1]  # still on whole seconds
+
+
+def test_expiry_towards_a_fast_partner_keeps_the_periodic_phase():
+    a = bond(SW, ports=(1,), rate=Rate.FAST)
+    a.set_link(1, True, 0.0)
+    _deliver_one_pdu(a, 0.5)  # a fast partner, heard once
+    for now in (1.0, 2.0, 3.0):
+        assert _ports(a.tick(now)) == [1]
+    assert _ports(a.tick(3.5)) == [1]  # current_while ran out: Expired is news, sent at once
+    assert a.members[1].rx_state is RxState.EXPIRED
+    assert _ports(a.tick(3.9)) == []
+    assert _ports(a.tick(4.0)) == [1]  # the periodic timer went on from 0.0, as 802.1AX's does
+
+
+def test_a_repeated_frame_is_handled_like_a_fresh_one():
+    a = bond(SW, ports=(1,), rate=Rate.FAST)
+    a.set_link(1, True, 0.0)
+    actor = PortInfo(1, HOST, 7, 1, 1, LacpState.ACTIVITY | LacpState.AGGREGATION | LacpState.TIMEOUT)
+    first = encode_frame(HOST, Lacpdu(actor, a.members[1].actor_info()))
+    other = encode_frame(HOST, Lacpdu(PortInfo(1, HOST, 8, 1, 1, actor.state), a.members[1].actor_info()))
+    for now, frame, key in [(0.1, first, 7), (0.2, first + bytes(4), 7), (0.3, other, 8), (0.4, first, 7)]:
+        a.receive_frame(1, frame, now)  # the second carries an FCS: the same LACPDU
+        assert a.members[1].partner.key == key and a.members[1].counters.last_rx == now
+    a.receive_frame(1, first[:-1], 0.5)
+    assert a.members[1].counters.rx == 4 and a.members[1].counters.bad_rx == 1

@@ -180,6 +180,59 @@ def test_lacpdu_on_a_plain_port_is_ignored_and_garbage_never_raises(rig):
     assert rig.bond().engine.members[1].counters.bad_rx == 1  # the truncated slow-protocols frame
 
 
+def _lacpdu_ports(effects: Effects) -> list[int]:
+    return [msg.port for _, msg in effects.messages if isinstance(msg, PacketOut)]
+
+
+class CountingTick:
+    """Stands in for an engine's ``tick`` and counts the calls."""
+
+    def __init__(self, engine: LacpBond) -> None:
+        self.tick, self.calls = engine.tick, 0
+
+    def __call__(self, now: float):
+        self.calls += 1
+        return self.tick(now)
+
+
+def test_tick_runs_only_the_engines_with_a_timer_due(rig):
+    rig.apply(rig.service.put_bond(fast_bond(), rig.now))
+    rig.apply(rig.service.put_bond(fast_bond("idle", ports=(3, 4), key=2), rig.now))  # no partner there
+    rig.connect()
+    rig.run(4.0)
+    counters = []
+    for bond in rig.service.switches[DPID].bonds.values():
+        bond.engine.tick = CountingTick(bond.engine)
+        counters.append(bond.engine.tick)
+    rig.run(2.0)  # 40 ticks of the service
+    assert all(1 <= c.calls <= 4 for c in counters)  # woken for the periodic timers, about once a second
+    assert rig.bond().engine.is_up()
+
+
+def test_a_deleted_bond_or_a_disconnected_switch_sends_no_more_lacpdus(rig):
+    rig.apply(rig.service.put_bond(fast_bond(), rig.now))
+    rig.apply(rig.service.put_bond(fast_bond("other", ports=(3, 4), key=2), rig.now))
+    rig.connect()
+    rig.run(4.0)
+    rig.apply(rig.service.delete_bond(DPID, "other"))
+    sent = [p for step in range(1, 41) for p in _lacpdu_ports(rig.service.tick(rig.now + step * 0.05))]
+    assert sorted(set(sent)) == [1, 2]
+    rig.apply(rig.service.switch_disconnected(DPID))
+    assert all(rig.service.tick(rig.now + 2 + step * 0.05).messages == [] for step in range(1, 41))
+
+
+def test_lacpdus_follow_a_bond_whose_ports_change(rig):
+    rig.apply(rig.service.put_bond(fast_bond(), rig.now))
+    rig.connect()
+    rig.run(4.0)
+    rig.apply(rig.service.put_bond(fast_bond(ports=(2, 3)), rig.now))
+    pdu = Lacpdu(PortInfo(1, PARTNER_SYSTEM, 9, 1, 3, LacpState(0x3F)), PortInfo(0, "00:00:00:00:00:00", 0, 0, 0, LacpState(0)))
+    frame = encode_frame(PARTNER_SYSTEM, pdu)
+    assert rig.service.packet_in(DPID, 1, frame, rig.now).messages == []  # port 1 left the bond
+    assert _lacpdu_ports(rig.service.packet_in(DPID, 3, frame, rig.now)) == [3]  # a stale view: answered
+    assert rig.bond().engine.members[3].counters.rx == 1
+
+
 def test_store_refuses_garbage_and_keeps_it(tmp_path):
     bad = tmp_path / "bad.sqlite3"
     bad.write_bytes(b"this is not a database" * 100)
