@@ -46,8 +46,11 @@ class LacpState(enum.IntFlag):
 
     def names(self) -> dict[str, bool]:
         """Every bit by lowercase name, e.g. ``{'activity': True, ...}``."""
-        return {bit.name.lower(): bool(self & bit) for bit in LacpState}
+        octet = int(self)
+        return {name: bool(octet & bit) for name, bit in _BIT_NAMES}
 
+
+_BIT_NAMES: tuple[tuple[str, int], ...] = tuple((bit.name.lower(), int(bit)) for bit in LacpState)
 
 # Every state by its octet: indexing is far cheaper than calling LacpState(octet).
 STATE_BY_OCTET: tuple[LacpState, ...] = tuple(LacpState(octet) for octet in range(256))
