@@ -66,7 +66,7 @@ UP = LacpState.SYNCHRONIZATION | LacpState.COLLECTING | LacpState.DISTRIBUTING
 _SLOW = ETH_TYPE_SLOW.to_bytes(2, "big")
 _TLVS = slice(16, 56)  # the actor and partner TLVs inside a frame
 FULL_LADDER = (256, 1024, 2048, 2560, 3072, 3584, 4096, 6144, 8192)
-QUICK_LADDER = (1024, 3072)
+QUICK_LADDER = (1024, 4096)  # 4096: four times the classic app's usual limit
 
 
 @dataclass
