@@ -10,6 +10,13 @@ key) of its members; a member is SELECTED only when its link is up, its
 partner is known from LACPDUs and aggregatable, and that identity matches the
 aggregator's. A member cabled to another device or bond stays UNSELECTED and
 ``reason`` says why.
+
+A member whose partner identity changes (a new device, or the same one with a new
+system priority or key) is UNSELECTED for the event that records it, as the Receive
+machine's update_Selected makes it (802.1AX-2008 5.4.9, 5.4.12), even when every member
+changed together and the aggregator simply takes the new identity: its mux goes
+DETACHED first, and only then is it selected again, so it comes back through
+WAITING (the aggregate wait), ATTACHED and on.
 """
 
 from __future__ import annotations
@@ -182,6 +189,8 @@ class LacpBond:
         if not member.partner_sync:
             return "partner not in sync"
         if not member.distributing:
+            if member.partner_collecting:
+                return "waiting for the partner to record our synchronization"
             return "partner not collecting"
         if not member.enabled:
             return f"bond below min_links ({self.distributing_count()} of {self.settings.min_links})"
@@ -204,7 +213,15 @@ class LacpBond:
     def _selection_key(self, member: Member) -> tuple[bool, PartnerId]:
         return self._candidate(member), self._partner_id(member)
 
-    def _select(self) -> None:
+    def _select(self, touched: Collection[Member]) -> list[Member]:
+        """Choose the aggregator's partner and select the members that have it.
+
+        Returns the members of ``touched`` whose partner identity changed and that the
+        aggregator takes: they are left UNSELECTED here so that their mux detaches first
+        (802.1AX-2008 5.4.9 update_Selected, 5.4.15); the caller selects them after that.
+        """
+        keys = self._selection_keys
+        changed = {m.port for m in touched if (old := keys.get(m.port)) is not None and old[1] != self._partner_id(m)}
         candidates = [m for m in self.members.values() if self._candidate(m)]
         ids = collections.Counter(self._partner_id(m) for m in candidates)
         if self.partner_id not in ids:
@@ -212,9 +229,14 @@ class LacpBond:
             order = {pid: -min(m.port for m in candidates if self._partner_id(m) == pid) for pid in ids}
             self.partner_id = max(ids, key=lambda pid: (ids[pid], order[pid]), default=None)
         chosen = {m.port for m in candidates if self._partner_id(m) == self.partner_id}
+        held = []
         for member in self.members.values():
             member.selected = member.port in chosen
-            self._selection_keys[member.port] = self._selection_key(member)
+            keys[member.port] = self._selection_key(member)
+            if member.selected and member.port in changed:
+                member.selected = False
+                held.append(member)
+        return held
 
     def _settle(self, now: float, touched: Collection[Member]) -> Update:
         """Bring the bond to rest after events on ``touched`` members.
@@ -223,14 +245,20 @@ class LacpBond:
         bond's min_links state changes, which concern every member.
         """
         everyone = self.members.values()
+        rewired: list[Member] = []
         if any(self._selection_keys.get(m.port) != self._selection_key(m) for m in touched):
-            self._select()
+            rewired = self._select(touched)
             touched = everyone
         mux_moved = False
         for member in touched:
             mux = member.mux
             member.run_mux(now)
             mux_moved = mux_moved or member.mux is not mux
+        if rewired:  # detached above with its old partner; selected again for its new one: WAITING
+            for member in rewired:
+                member.selected = True
+                member.run_mux(now)
+            mux_moved = True
         up = self._up
         if mux_moved:  # only a mux move changes how many members distribute
             up = self.is_up()

@@ -12,6 +12,11 @@ Rules this module keeps (802.1AX-2008 clause 5.4):
   delays one PDU, not the member's later ones, and members keep their phases.
 - State bits tell the truth: Sync only when attached, Collecting/Distributing
   only when the mux is there, Defaulted/Expired from the receive machine.
+- Distributing waits until the partner can take our frames: after ATTACHED ->
+  COLLECTING, the mux enters DISTRIBUTING only once the partner's latest LACPDU
+  shows that it recorded our actor information with Synchronization, or
+  ``SYNC_GUARD_TIME`` after our first LACPDU carrying Sync and Collecting went
+  out, whichever comes first (see ``SYNC_GUARD_TIME``).
 
 Selection is decided by the bond (``ryu_lag.lacp.bond``), which sets
 ``selected``; nothing here reads a clock: every method takes ``now``.
@@ -33,6 +38,16 @@ SHORT_TIMEOUT_TIME = 3.0
 LONG_TIMEOUT_TIME = 90.0
 AGGREGATE_WAIT_TIME = 2.0
 MAX_TX_PER_FAST_PERIOD = 3
+# How long after our first LACPDU with Sync+Collecting on a member (re)attaching we
+# assume the partner has processed it, when no PDU of the partner has shown it yet.
+# Not in 802.1AX, whose mux (5.4.15, independent control) goes COLLECTING ->
+# DISTRIBUTING on the partner's Sync and Collecting bits alone. Open vSwitch advertises
+# Sync+Collecting before it has seen our Sync, but accepts frames on the member only
+# once it has (bond_check_admissibility: enabled || may_enable), and does not always
+# answer a change of our state with a PDU: a frame we distribute within a few ms of our
+# Sync PDU is dropped. 0.1 s covers its processing delay many times over while
+# delaying a recovering member by no more than that.
+SYNC_GUARD_TIME = 0.1
 
 # The partner we assume before hearing one: passive, short timeout, not aggregatable.
 DEFAULT_PARTNER = PortInfo(0, "00:00:00:00:00:00", 0, 0, 0, LacpState.TIMEOUT)
@@ -113,10 +128,13 @@ class Member:
     mux: MuxState = MuxState.DETACHED
     partner: PortInfo = DEFAULT_PARTNER
     partner_matched: bool = False  # the partner's view of us equals our actor info
+    partner_has_our_sync: bool = False  # ... and, in the partner's latest PDU, shows our Sync
     counters: Counters = field(default_factory=Counters)
     _current_while: float = math.inf
     _wait_while: float = math.inf
     _next_periodic: float = math.inf
+    _sync_guard: float = math.inf  # runs from our first Sync+Collecting PDU until SYNC_GUARD_TIME later
+    _sync_assumed: bool = False  # the guard ran out, or we distributed, since ATTACHED -> COLLECTING
     _ntt: bool = False
     _tx_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=MAX_TX_PER_FAST_PERIOD))
     _last_actor_state: int | None = None
@@ -218,14 +236,16 @@ class Member:
         partner_was_fast = int(self.partner.state) & _TIMEOUT
         self.partner = actor = pdu.actor
         view = pdu.partner  # the partner's view of us
-        self.partner_matched = (
+        view_state = int(view.state)
+        self.partner_matched = matched = (
             view.system_priority,
             view.system,
             view.key,
             view.port_priority,
             view.port,
-        ) == self._actor_id and bool(int(view.state) & _AGGREGATION)
-        if not self.partner_matched or view.state != self._state_bits():
+        ) == self._actor_id and bool(view_state & _AGGREGATION)
+        self.partner_has_our_sync = matched and bool(view_state & _SYNCHRONIZATION)
+        if not matched or view_state != self._state_bits():
             self._ntt = True  # the partner's view of us is stale
         self._set_rx(RxState.CURRENT)
         self._current_while = now + self.timeout
@@ -243,12 +263,14 @@ class Member:
         self.partner = dataclasses.replace(
             self.partner, state=(self.partner.state | LacpState.TIMEOUT) & ~LacpState.SYNCHRONIZATION
         )
+        self.partner_has_our_sync = False
         self._current_while = now + SHORT_TIMEOUT_TIME
         if not partner_was_fast or self._next_periodic == math.inf:
             self._next_periodic = now  # periodic transmission starts, or goes from slow to fast
 
     def _clear_partner_sync(self) -> None:
         self.partner = dataclasses.replace(self.partner, state=self.partner.state & ~LacpState.SYNCHRONIZATION)
+        self.partner_has_our_sync = False
 
     def _set_rx(self, state: RxState) -> None:
         if state is not self.rx_state:
@@ -256,7 +278,10 @@ class Member:
             self.counters.transitions += 1
 
     def run_timers(self, now: float) -> None:
-        """Expire the receive machine's current_while timer when due."""
+        """Expire the receive machine's current_while timer and the sync guard when due."""
+        if now >= self._sync_guard:
+            self._sync_guard = math.inf  # fired once: the mux reads _sync_assumed from now on
+            self._sync_assumed = True
         if now < self._current_while:
             return
         if self.rx_state is RxState.CURRENT:
@@ -266,6 +291,7 @@ class Member:
             self._set_rx(RxState.DEFAULTED)
             self.partner = DEFAULT_PARTNER
             self.partner_matched = False
+            self.partner_has_our_sync = False
             self._current_while = math.inf
 
     # ---- mux machine ---------------------------------------------------
@@ -278,6 +304,11 @@ class Member:
             self.mux = nxt
             self.counters.transitions += 1
             self._wait_while = now + AGGREGATE_WAIT_TIME if nxt is MuxState.WAITING else math.inf
+            self._sync_guard = math.inf  # armed by poll_transmit, only while COLLECTING
+            if nxt is MuxState.DISTRIBUTING:
+                self._sync_assumed = True  # back from COLLECTING, the partner still has our Sync
+            elif nxt is not MuxState.COLLECTING:
+                self._sync_assumed = False  # ATTACHED or below: the next COLLECTING asks again
 
     def _mux_next(self, now: float) -> MuxState | None:
         mux, selected = self.mux, self.selected
@@ -294,10 +325,16 @@ class Member:
         if mux is MuxState.COLLECTING:
             if not selected or not self.partner_sync:
                 return MuxState.ATTACHED
-            return MuxState.DISTRIBUTING if self.partner_collecting else None
+            if self.partner_collecting and self.partner_may_take_frames(now):
+                return MuxState.DISTRIBUTING
+            return None
         if not selected or not self.partner_sync or not self.partner_collecting:
             return MuxState.COLLECTING
         return None
+
+    def partner_may_take_frames(self, now: float) -> bool:
+        """The partner has recorded our Sync (its latest PDU says so), or the sync guard ran out."""
+        return self.partner_has_our_sync or self._sync_assumed or now >= self._sync_guard
 
     # ---- periodic and transmit machines ---------------------------------
     def poll_transmit(self, now: float) -> Lacpdu | None:
@@ -320,6 +357,8 @@ class Member:
         self._ntt = False
         self._tx_times.append(now)
         self.counters.tx += 1
+        if self.mux is MuxState.COLLECTING and self._sync_guard == math.inf and not self._sync_assumed:
+            self._sync_guard = now + SYNC_GUARD_TIME  # our first Sync+Collecting PDU since attaching
         partner = self.partner if self.rx_state is not RxState.DEFAULTED else NULL_PORT_INFO
         return Lacpdu(actor=self.actor_info(), partner=partner)
 
@@ -338,7 +377,7 @@ class Member:
 
     def next_deadline(self) -> float:
         """The earliest time a timer of this member fires (for schedulers); inf if none runs."""
-        deadline = min(self._current_while, self._wait_while, self._next_periodic)
+        deadline = min(self._current_while, self._wait_while, self._next_periodic, self._sync_guard)
         if self._ntt and self._tx_times:
             return min(deadline, self._tx_times[0] + FAST_PERIODIC_TIME)
         return deadline

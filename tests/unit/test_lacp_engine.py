@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from ryu_lag.lacp import BondSettings, LacpBond, LacpState, Mode, MuxState, Rate, RxState, encode_frame
+from ryu_lag.lacp.member import AGGREGATE_WAIT_TIME, SYNC_GUARD_TIME
 from ryu_lag.lacp.pdu import Lacpdu, PortInfo
 
-from tests.unit.lacp_sim import Lab
+from tests.unit.lacp_sim import Lab, OvsLikePartner
 
 SW = "02:00:00:00:00:aa"
 HOST = "02:00:00:00:00:bb"
@@ -165,6 +166,190 @@ def test_partner_key_or_system_change_drops_member_and_it_returns_when_it_agrees
     lab.wires[1] = wire  # cabled back to the right bond
     lab.run(5.0)
     assert distributing(a) == {1, 2}
+
+
+def _changes(update) -> list[tuple[int, bool, bool]]:
+    return [(c.port, c.collecting, c.distributing) for c in update.changes]
+
+
+def _ovs_lab(ports, **partner) -> tuple[Lab, LacpBond, OvsLikePartner]:
+    lab = Lab()
+    a = bond(SW, ports=ports, rate=Rate.FAST)
+    p = OvsLikePartner(HOST, 7, ports, **partner)
+    for port in ports:
+        lab.connect((a, port), (p, port))
+    return lab, a, p
+
+
+@pytest.mark.parametrize("ports", [(1,), (1, 2)], ids=["one member", "two members"])
+@pytest.mark.parametrize("field, value", [("key", 99), ("system", OTHER), ("system_priority", 1)])
+def test_partner_identity_change_seen_by_every_member_detaches_them_all_until_the_wait_is_over(ports, field, value):
+    # A partner that stays in sync through the change (as Open vSwitch does when re-keyed or
+    # replaced in place): only the identity tells the members that they must reattach.
+    lab, a, p = _ovs_lab(ports)
+    lab.run(5.0)
+    assert distributing(a) == set(ports)
+    setattr(p, field, value)
+    changed_at = lab.now
+    lab.run(0.01)  # the partner sends its new identity on every member at once
+    assert a.partner_id == (p.system_priority, p.system, p.key)
+    for port in ports:
+        member = a.members[port]
+        assert member.mux is MuxState.WAITING and member.selected  # back from DETACHED, waiting again
+        assert not member.actor_state() & LacpState.SYNCHRONIZATION  # and it told the partner so
+    assert distributing(a) == set()
+    lab.run(changed_at + AGGREGATE_WAIT_TIME - 0.02 - lab.now)
+    assert distributing(a) == set()
+    assert {a.members[port].mux for port in ports} == {MuxState.WAITING}
+    lab.run(0.5)
+    assert distributing(a) == set(ports)
+    assert {(a.members[port].partner.system, a.members[port].partner.key) for port in ports} == {(p.system, p.key)}
+
+
+def test_partner_identity_change_on_one_member_then_the_other():
+    lab, a, p = _ovs_lab((1, 2))
+    lab.run(5.0)
+    old = a.partner_id
+    actor = p.actor(1)
+    rekeyed = PortInfo(actor.system_priority, actor.system, 99, actor.port_priority, 1, actor.state)
+    a.receive_frame(1, encode_frame(HOST, Lacpdu(rekeyed, a.members[1].actor_info())), lab.now)
+    assert a.partner_id == old and distributing(a) == {2}  # member 2 still has the old partner
+    assert a.members[1].mux is MuxState.DETACHED and "differs" in a.reason(1)
+    p.key = 99  # now member 2 hears it too: the aggregator takes the new partner ...
+    lab.run(0.01)
+    assert a.partner_id[2] == 99
+    assert distributing(a) == set()  # ... and member 2 does not stay distributing through it
+    assert {a.members[1].mux, a.members[2].mux} == {MuxState.WAITING}
+    lab.run(AGGREGATE_WAIT_TIME + 0.2)
+    assert distributing(a) == {1, 2}
+
+
+def _ovs_pdu(a: LacpBond, port: int, sees_our_sync: bool, stale: bool = False) -> bytes:
+    """What Open vSwitch sends: attached (Sync+Collecting+Distributing) whatever it has seen of us.
+
+    Its view of us is our actor information, with or without our Sync; ``stale``: with our
+    Activity bit wrong too, so that we answer it.
+    """
+    actor = PortInfo(1, HOST, 7, 1, port, LacpState(0x3F))
+    ours = a.members[port].actor_info()
+    seen = ours.state | LacpState.SYNCHRONIZATION if sees_our_sync else ours.state & ~LacpState.SYNCHRONIZATION
+    if stale:
+        seen ^= LacpState.ACTIVITY
+    view = PortInfo(ours.system_priority, ours.system, ours.key, ours.port_priority, ours.port, seen)
+    return encode_frame(HOST, Lacpdu(actor, view))
+
+
+def _attached_and_collecting() -> tuple[LacpBond, float]:
+    """One member hears an Open vSwitch partner at 0.5, attaches at 2.5 and collects; returns (bond, 2.5)."""
+    a = bond(SW, ports=(1,), rate=Rate.FAST)
+    a.set_link(1, True, 0.0)
+    a.receive_frame(1, _ovs_pdu(a, 1, sees_our_sync=False), 0.5)
+    assert a.members[1].mux is MuxState.WAITING
+    for now in (1.0, 2.0):  # periodic transmissions
+        assert a.next_deadline() == now
+        a.tick(now)
+    attached_at = 0.5 + AGGREGATE_WAIT_TIME
+    assert a.deadline == attached_at
+    update = a.tick(attached_at)
+    [tx] = update.transmit  # our first PDU with Sync goes out now ...
+    assert tx.pdu.actor.state & LacpState.SYNCHRONIZATION and tx.pdu.actor.state & LacpState.COLLECTING
+    assert _changes(update) == [(1, True, False)]  # ... collecting at once, not distributing yet
+    assert a.members[1].mux is MuxState.COLLECTING
+    return a, attached_at
+
+
+@pytest.mark.parametrize("after", [0.0, 0.05], ids=["same instant", "within the guard"])
+def test_distributing_starts_as_soon_as_the_partner_shows_it_recorded_our_sync(after):
+    a, t0 = _attached_and_collecting()
+    update = a.receive_frame(1, _ovs_pdu(a, 1, sees_our_sync=True), t0 + after)
+    assert _changes(update) == [(1, True, True)]
+    assert a.reason(1) == "distributing"
+    assert a.next_deadline() > t0 + SYNC_GUARD_TIME  # the guard timer stopped
+
+
+def test_distributing_waits_for_the_guard_when_the_partner_never_shows_our_sync():
+    a, t0 = _attached_and_collecting()
+    guard_end = t0 + SYNC_GUARD_TIME
+    assert a.deadline == a.next_deadline() == guard_end  # the scheduler wakes us for it
+    # The partner speaks again, still without our Sync: not yet.
+    assert _changes(a.receive_frame(1, _ovs_pdu(a, 1, sees_our_sync=False), t0 + SYNC_GUARD_TIME / 2)) == []
+    assert not a.members[1].enabled
+    assert a.reason(1) == "waiting for the partner to record our synchronization"
+    assert _changes(a.tick(guard_end - 0.001)) == []
+    assert _changes(a.tick(guard_end)) == [(1, True, True)]
+    assert a.deadline > guard_end  # fired once, not again
+    assert a.tick(a.deadline).changes == [] and a.members[1].enabled
+
+
+def test_the_guard_runs_from_our_first_sync_pdu_not_from_attaching():
+    a = bond(SW, ports=(1,), rate=Rate.FAST)
+    a.set_link(1, True, 0.0)
+    a.receive_frame(1, _ovs_pdu(a, 1, sees_our_sync=False), 0.5)
+    a.tick(1.0)
+    a.tick(2.0)
+    for now in (2.3, 2.4):  # stale views of us: we answer, and use up 3 transmissions per second
+        assert len(a.receive_frame(1, _ovs_pdu(a, 1, sees_our_sync=False, stale=True), now).transmit) == 1
+    update = a.tick(2.5)
+    assert a.members[1].mux is MuxState.COLLECTING and update.transmit == []  # rate limited: Sync not sent yet
+    assert a.next_deadline() == 3.0  # when it may go
+    update = a.tick(3.0)
+    assert len(update.transmit) == 1 and update.transmit[0].pdu.actor.state & LacpState.SYNCHRONIZATION
+    assert not a.members[1].enabled
+    assert a.deadline == 3.0 + SYNC_GUARD_TIME
+    assert _changes(a.tick(3.0 + SYNC_GUARD_TIME)) == [(1, True, True)]
+
+
+def test_link_down_or_expiry_stop_distributing_at_once_and_the_next_attach_waits_again():
+    a, t0 = _attached_and_collecting()
+    a.tick(t0 + SYNC_GUARD_TIME)
+    assert a.members[1].enabled
+    last_rx = a.members[1].counters.last_rx
+    # Expiry: out of distributing and collecting at the very tick that expires the partner.
+    assert _changes(a.tick(last_rx + 3.0)) == [(1, False, False)]
+    assert a.members[1].mux is MuxState.ATTACHED
+    # The partner is heard again (it has expired us, so it shows no Sync of ours): collecting only.
+    t1 = last_rx + 3.5
+    assert _changes(a.receive_frame(1, _ovs_pdu(a, 1, sees_our_sync=False), t1)) == [(1, True, False)]
+    assert a.deadline <= a.next_deadline() == t1 + SYNC_GUARD_TIME
+    # Link down while waiting for the guard: collecting stops at once, and no timer is left.
+    assert _changes(a.set_link(1, False, t1 + 0.05)) == [(1, False, False)]
+    assert a.next_deadline() is None
+    # Link down while distributing: at once.
+    b, t2 = _attached_and_collecting()
+    b.receive_frame(1, _ovs_pdu(b, 1, sees_our_sync=True), t2)
+    assert b.members[1].enabled
+    assert _changes(b.set_link(1, False, t2 + 0.5)) == [(1, False, False)]
+
+
+@pytest.mark.parametrize(
+    "partner, gap",
+    [(dict(prompt=True), 0.0), (dict(reflects_sync=False), SYNC_GUARD_TIME)],
+    ids=["reflects our sync promptly", "never reflects our sync"],
+)
+def test_recovery_distributes_only_once_the_partner_takes_our_frames(partner, gap):
+    lab, a, p = _ovs_lab((1, 2), **partner)
+    lab.run(5.0)
+    lab.set_carrier(lab.wires[0], False)
+    lab.run(1.0)
+    lab.set_carrier(lab.wires[0], True)
+    collecting_at = distributing_at = None
+    while distributing_at is None and lab.now < 20.0:
+        lab.run(lab.step)
+        member = a.members[1]
+        if collecting_at is None and member.collecting:
+            collecting_at = lab.now
+        if member.enabled:
+            distributing_at = lab.now
+            assert p.members[1].synced_at is not None and p.members[1].synced_at <= lab.now
+    assert collecting_at is not None and distributing_at is not None
+    assert distributing_at - collecting_at == pytest.approx(gap, abs=lab.step + 1e-9)
+
+
+def test_our_own_engine_as_partner_shows_our_sync_at_once():
+    lab, a, b = paired()
+    while not a.members[1].collecting:
+        lab.run(lab.step)
+    assert distributing(a) == {1, 2} and distributing(b) == {1, 2}  # no guard on either side
 
 
 def test_member_wired_to_second_partner_stays_unselected():
