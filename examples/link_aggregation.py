@@ -38,6 +38,7 @@ from mininet.net import Mininet
 from mininet.node import Host, OVSSwitch, RemoteController
 
 H1_IP = "10.0.0.1"
+_SYNC_COLLECTING_DISTRIBUTING = 0x08 | 0x10 | 0x20  # LACP state bits
 
 
 class RyuLag(RemoteController):
@@ -151,13 +152,22 @@ class Experiment:
         return subprocess.run(["ovs-appctl", "lacp/show", self.bond], capture_output=True, text=True).stdout
 
     def negotiated(self) -> bool:
-        """Both links aggregated towards s1, as the bond of h1 sees it."""
+        """Both links aggregated in both directions, as the bond of h1 sees it: h1's side
+        attached, and s1's side (the partner in h1's view) synchronized, collecting and
+        distributing."""
         text = self.lacp_status()
         if self.use_linux:
             active = text.split("Active Aggregator Info:")[-1]
-            return bool(re.search(r"Number of ports: 2\b", active)) and "Partner Mac Address: 00:00:00:00:00:00" not in active
+            partner_states = [int(s) for s in re.findall(r"details partner lacp pdu:.*?port state: (\d+)", text, re.S)]
+            return (bool(re.search(r"Number of ports: 2\b", active))
+                    and "Partner Mac Address: 00:00:00:00:00:00" not in active
+                    and len(partner_states) == 2 and all(s & _SYNC_COLLECTING_DISTRIBUTING == _SYNC_COLLECTING_DISTRIBUTING
+                                                         for s in partner_states))
         members = [m[1] for m in re.findall(r"^(?:slave|member):? (\S+): (.*)$", text, re.M)]
-        return "negotiated" in text and len(members) == 2 and all(m.startswith("current attached") for m in members)
+        partner_states = re.findall(r"^\s*partner state: (.*)$", text, re.M)
+        return ("negotiated" in text and len(members) == 2 and all(m.startswith("current attached") for m in members)
+                and len(partner_states) == 2
+                and all({"synchronized", "collecting", "distributing"} <= set(s.split()) for s in partner_states))
 
     def wait_negotiated(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -173,7 +183,7 @@ class Experiment:
         for host in self.others:
             for _ in range(attempts):
                 out = host.cmd(f"ping -c 3 -i 0.2 -W 1 {H1_IP}")
-                loss = re.search(r"(\d+)% packet loss", out)
+                loss = re.search(r"([\d.]+)% packet loss", out)
                 if loss and loss.group(1) == "0":
                     break
             print(f"*** {host.name} -> {self.h1.name}: {loss.group(1) if loss else '?'}% loss", flush=True)
