@@ -422,7 +422,9 @@ def run_scenario(kind: str, rate: str, scenario: Scenario) -> Outcome:
         time.sleep(scenario.window[rate])
         flows = pings.stop()
         moved_at = moved.moved_at(failed_at)
-        lasts = {side: lacp.last_before(failed.ofport, side, failed_at) for side in scenario.blind}
+        # The last LACPDU each blind side really received: one can still cross the wire just
+        # after the failure command, before Open vSwitch has dropped its cached flows.
+        lasts = {side: lacp.last_before(failed.ofport, side, time.time()) for side in scenario.blind}
         allowed = expiry(failed_at, list(lasts.values()), rate)
         switch_allowed = expiry(failed_at, [lasts["switch"]] if "switch" in lasts else [], rate)
         row = {**base, "phase": "failure", "port": failed.ofport}
