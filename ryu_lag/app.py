@@ -86,6 +86,8 @@ class LagApp(app_manager.RyuApp):
             datapath = self.datapaths.get(dpid)
             if datapath is not None:
                 send(datapath, msgs)
+        for error in effects.errors:
+            LOG.error("%s", error)
         for event in effects.member_events:
             LOG.info(
                 "switch %016x port %d %s distributing", event.dpid, event.port, "started" if event.enabled else "stopped"

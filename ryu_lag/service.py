@@ -31,6 +31,9 @@ class UnknownBond(KeyError):
     """No such bond on that switch."""
 
 
+TIMER_RETRY = 1.0
+"""Seconds before the timers of a bond whose tick raised are tried again."""
+
 _SLOW_PROTOCOLS_DST = mac_to_bytes(SLOW_PROTOCOLS_MAC)
 _SLOW_ETH_TYPE = ETH_TYPE_SLOW.to_bytes(2, "big")
 
@@ -55,10 +58,11 @@ class MemberEvent:
 
 @dataclass
 class Effects:
-    """What the shell must do: send ``messages`` and announce ``member_events``."""
+    """What the shell must do: send ``messages``, announce ``member_events``, log ``errors``."""
 
     messages: list[tuple[int, Message]] = field(default_factory=list)
     member_events: list[MemberEvent] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
     def send(self, dpid: int, msgs: Iterable[Message]) -> None:
         self.messages.extend((dpid, m) for m in msgs)
@@ -262,7 +266,12 @@ class LagService:
             if self.switches.get(runtime.dpid) is not runtime:
                 continue  # the switch disconnected or reconnected
             bond.wake_at = math.inf
-            self._engine_update(runtime, bond, bond.engine.tick(now), effects)
+            try:
+                self._engine_update(runtime, bond, bond.engine.tick(now), effects)
+            except Exception as exc:  # noqa: BLE001 - one broken bond must not stop the others' timers
+                effects.errors.append(f"switch {runtime.dpid:016x} bond {bond.config.name}: LACP timers failed: {exc!r}")
+                bond.wake_at = now + TIMER_RETRY
+                heapq.heappush(self._lacp_timers, (bond.wake_at, next(self._timer_order), runtime, bond))
         return effects
 
     # ---- internals ---------------------------------------------------------

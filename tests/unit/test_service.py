@@ -255,3 +255,29 @@ def test_config_validation_names_the_field():
     config = BondConfig.from_dict(DPID, {"ports": [2, 1], "mode": "passive"}, name="b", key=5)
     stored = {k: v for k, v in config.to_dict().items() if k != "dpid"}
     assert BondConfig.from_dict(DPID, stored) == config
+
+
+def test_a_bond_whose_timers_fail_does_not_stop_the_others(rig, monkeypatch):
+    rig.apply(rig.service.put_bond(fast_bond(), rig.now))
+    rig.apply(rig.service.put_bond(fast_bond("bond1", ports=(3, 4), key=2), rig.now))
+    rig.connect()
+    rig.run(4.0)
+    broken, healthy = (rig.service.switches[DPID].bonds[name] for name in ("bond0", "bond1"))
+
+    def boom(now: float):
+        raise RuntimeError("engine bug")
+
+    monkeypatch.setattr(broken.engine, "tick", boom)
+    sent_before = healthy.engine.members[3].counters.tx
+    errors: list[str] = []
+    for _ in range(100):  # 5 s
+        rig.now = round(rig.now + 0.05, 6)
+        effects = rig.service.tick(rig.now)
+        errors += effects.errors
+        rig.apply(effects)
+    assert healthy.engine.members[3].counters.tx > sent_before  # bond1 (no partner) kept transmitting
+    assert errors and all("bond0" in e and "engine bug" in e for e in errors)
+    assert 3 <= len(errors) <= 6  # retried about once a second, not on every tick
+    monkeypatch.undo()
+    rig.run(8.0)
+    assert rig.switch.select_groups()[broken.group_id] == (1, 2)  # and it recovers once the bug is gone
