@@ -19,7 +19,8 @@ setup(
         "requests",
         "prometheus-client",
     ],
-    extras_require={"test": ["pytest"]},
+    # bench: py-spy profiles ryu_lag in a benchmark that misses a goal (a wheel with its binary inside)
+    extras_require={"test": ["pytest"], "bench": ["py-spy"]},
     entry_points={
         "console_scripts": [
             "ryu-lag = ryu_lag.launcher:main",

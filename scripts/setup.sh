@@ -62,8 +62,8 @@ fi
 
 want=$(sha256sum setup.py | cut -d' ' -f1)
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" || ! -x "$VENV/bin/ryu-lag" ]]; then
-    log "installing ryu_lag (editable) with test extras"
-    "${PIP[@]}" --no-build-isolation -e '.[test]'
+    log "installing ryu_lag (editable) with test and benchmark extras"
+    "${PIP[@]}" --no-build-isolation -e '.[test,bench]'
     printf '%s\n' "$want" >"$STAMP"
 fi
 
