@@ -10,6 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
+
+from ryu_lag.config import BondConfig
+from ryu_lag.store import BondStore
 
 BIN_DIR = Path(sys.executable).parent
 STARTUP_SECONDS = 30.0
@@ -40,19 +44,22 @@ def _listening_addresses(port: int) -> set[str]:
 class RyuLag:
     """A running ``ryu-lag`` process and the ports it was told to use."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, classic: bool = False) -> None:
         self.ofp_port = _free_port()
         self.rest_port = _free_port()
         self.log_path = tmp_path / "ryu-lag.log"
         self.db_path = tmp_path / "state.sqlite3"
+        ports = ["--ofp-tcp-listen-port", str(self.ofp_port), "--wsapi-port", str(self.rest_port)]
+        if classic:  # plain ryu-manager: --lag-* options only exist in a config file
+            config = tmp_path / "ryu.conf"
+            config.write_text(f"[DEFAULT]\nlag_db = {self.db_path}\n")
+            command = [str(BIN_DIR / "ryu-manager"), *ports, "--ofp-listen-host", "127.0.0.1",
+                       "--wsapi-host", "127.0.0.1", "--config-file", str(config), "ryu_lag.app"]
+        else:
+            command = [str(BIN_DIR / "ryu-lag"), *ports, "--lag-db", str(self.db_path)]
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
-                [
-                    str(BIN_DIR / "ryu-lag"),
-                    "--ofp-tcp-listen-port", str(self.ofp_port),
-                    "--wsapi-port", str(self.rest_port),
-                    "--lag-db", str(self.db_path),
-                ],
+                command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -90,3 +97,21 @@ def test_listens_on_loopback_and_terminates_cleanly(ryu_lag: RyuLag) -> None:
     ryu_lag.process.terminate()
     assert ryu_lag.process.wait(timeout=15) == 0, ryu_lag.log()
     assert "Traceback" not in ryu_lag.log()
+
+
+def test_plain_ryu_manager_loads_the_app_through_the_installed_shim(tmp_path: Path) -> None:
+    """``ryu-manager ryu_lag.app``, the classic way: the venv's .pth hook supplies what
+    modern eventlet lacks, and the app reads its state file from the config file."""
+    store = BondStore(str(tmp_path / "state.sqlite3"))
+    store.put(BondConfig.from_dict(1, {"name": "bond0", "ports": [1, 2]}, key=1))
+    store.close()
+    proc = RyuLag(tmp_path, classic=True)
+    try:
+        proc.wait_listening()
+        body = requests.get(f"http://127.0.0.1:{proc.rest_port}/lag", timeout=5).json()
+        assert body == {"switches": [{"dpid": "0000000000000001", "connected": False, "bond_count": 1}]}
+        assert "Traceback" not in proc.log()
+    finally:
+        if proc.process.poll() is None:
+            proc.process.kill()
+            proc.process.wait()
