@@ -159,6 +159,24 @@ def _command_output(*args: str) -> str:
         return ""
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(steal, total) CPU ticks of the whole machine so far, from ``/proc/stat``.
+
+    Steal is time the hypervisor gave this VM's CPUs to someone else: figures measured
+    under much of it are slower and noisier than the machine is.
+    """
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
+    return fields[7], sum(fields[:8])
+
+
+def steal_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of CPU time stolen between two :func:`cpu_ticks` readings, in percent."""
+    total = after[1] - before[1]
+    return 100 * (after[0] - before[0]) / total if total > 0 else 0.0
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on: CPU, cores, memory, kernel, OVS, Python, date."""
     model = ""

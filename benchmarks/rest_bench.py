@@ -46,9 +46,12 @@ LIMITS = (
     "costs ~0.3 ms in Ryu's eventlet WSGI stack before ryu_lag sees it (HTTP parsing through email.parser, "
     "webob, routes; an empty GET /lag peaks at ~2,500-3,500/s here), plus ~0.2 ms for a bond's status and "
     "~0.5 ms for a create or delete (validation, one SQLite commit, the bond's engine and group, ~14 OpenFlow "
-    "messages). Eventlet serves ready connections in poll batches, so a request that just misses a batch waits "
-    "almost two rounds: p99 ~ 2 x p50. ryu_lag yields before each request so that no client starves (without "
-    "that, one keep-alive client took 1,380 requests while another got 7)"
+    "messages). ryu_lag yields before each request so that no client starves (without that, one keep-alive "
+    "client took 1,380 requests while another got 7), and ryu-lag runs an eventlet hub that serves the ready "
+    "connections of a poll round in the order they became ready (ryu_lag/fifo_hub.py; eventlet's own hub runs "
+    "them in hash order, so a request could wait almost two rounds: in interleaved runs here p99/p50 at 32 "
+    "clients went from 1.8-3.0 to 1.4-1.6). What remains of the tail is rounds made longer by timers, garbage "
+    "collection and, on this VM, CPU steal (see the Machine section)"
 )
 
 

@@ -19,7 +19,7 @@ import time
 import traceback
 from typing import Any
 
-from benchmarks.common import ROOT, Result, columns, fmt, machine, print_result
+from benchmarks.common import ROOT, Result, columns, cpu_ticks, fmt, machine, print_result, steal_percent
 
 BENCHMARKS = {
     "failover": "benchmarks.failover",
@@ -72,16 +72,21 @@ def render(entries: dict[str, dict[str, Any]], host: dict[str, Any]) -> str:
         "",
         "## Machine",
         "",
+        "CPU steal is the share of the machine's CPU time the hypervisor gave to other guests during a "
+        "benchmark: figures measured under much of it are slower and noisier than the machine is.",
+        "",
         "| " + " | ".join(host) + " |",
         "|" + "---|" * len(host),
         "| " + " | ".join(cell(v) for v in host.values()) + " |",
         "",
-        "| benchmark | run with | finished | took | status |",
-        "|---|---|---|---|---|",
+        "| benchmark | run with | finished | took | CPU steal | status |",
+        "|---|---|---|---|---|---|",
     ]
     for name, entry in entries.items():
         status = "error" if entry.get("error") else "ok"
-        out.append(f"| {name} | `{entry['command']}` | {entry['date']} | {entry['seconds']:.0f} s | {status} |")
+        steal = entry.get("steal_percent")
+        stolen = "-" if steal is None else f"{steal:.0f}%"
+        out.append(f"| {name} | `{entry['command']}` | {entry['date']} | {entry['seconds']:.0f} s | {stolen} | {status} |")
     for name, entry in entries.items():
         result = Result.from_dict(entry["result"])
         out += ["", f"## {name}", "", markdown_table(result.rows)]
@@ -114,14 +119,14 @@ def main() -> None:
     failed = False
     for name in args.only or list(BENCHMARKS):
         print(f"--- {name} ---", flush=True)
-        started = time.monotonic()
+        started, ticks = time.monotonic(), cpu_ticks()
         result, error = run_one(name, args.quick)
         print_result(result)
         failed |= error is not None or not all(g.met for g in result.goals)
         entries[name] = {
             "command": command, "quick": args.quick, "seconds": time.monotonic() - started,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "error": error, "result": result.to_dict(),
+            "steal_percent": steal_percent(ticks, cpu_ticks()), "error": error, "result": result.to_dict(),
         }
         ordered = {n: entries[n] for n in BENCHMARKS if n in entries}
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
