@@ -100,12 +100,18 @@ class RestMetrics:
             ["route", "method", "status"],
             registry=self.registry,
         )
+        # Prometheus's labels() validates and builds a key per call; a dict of children is cheaper.
+        self._request_counts: dict[tuple[str, str, int], Counter] = {}
 
     def observe(self, route: str, method: str, status: int) -> None:
         """Count a request; a method outside HTTP's standard ones counts as ``other``, so that
         clients cannot grow the label set without bound."""
         method = method if method in _HTTP_METHODS else "other"
-        self.requests.labels(route=route, method=method, status=str(status)).inc()
+        key = (route, method, status)
+        child = self._request_counts.get(key)
+        if child is None:
+            child = self._request_counts[key] = self.requests.labels(route=route, method=method, status=str(status))
+        child.inc()
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
