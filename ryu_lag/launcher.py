@@ -19,7 +19,7 @@ from types import FrameType
 from oslo_config import cfg
 from ryu.cfg import CONF
 
-from ryu_lag import eventlet_compat, fifo_hub, options
+from ryu_lag import eventlet_compat, options
 
 APP = "ryu_lag.app"
 LOOPBACK = "127.0.0.1"
@@ -29,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run Ryu's manager with ``ryu_lag.app`` and the command-line flags ``argv``."""
     args = list(sys.argv[1:] if argv is None else argv)
     eventlet_compat.apply()
+    from ryu_lag import fifo_hub  # imports eventlet: only once its deprecation banner is silenced
+
     fifo_hub.install()  # before Ryu's manager starts eventlet's default hub
     options.register()
     # Importing the manager registers Ryu's own options and monkey-patches via eventlet.

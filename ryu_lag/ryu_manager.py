@@ -7,12 +7,14 @@ Ryu's defaults apply, so it listens on every address unless told otherwise.
 
 from __future__ import annotations
 
-from ryu_lag import eventlet_compat, fifo_hub, options
+from ryu_lag import eventlet_compat, options
 
 
 def main() -> None:
     """Run Ryu's manager on ``sys.argv``."""
     eventlet_compat.apply()
+    from ryu_lag import fifo_hub  # imports eventlet: only once its deprecation banner is silenced
+
     fifo_hub.install()  # before Ryu's manager starts eventlet's default hub
     options.register()
     from ryu.cmd import manager
