@@ -12,8 +12,9 @@ aggregator's. A member cabled to another device or bond stays UNSELECTED and
 ``reason`` says why.
 
 A member whose partner identity changes (a new device, or the same one with a new
-system priority or key) is UNSELECTED for the event that records it, as the Receive
-machine's update_Selected makes it (802.1AX-2008 5.4.9, 5.4.12), even when every member
+system priority or key) or whose partner port changes (recabled to another port of the
+same partner, or a new port priority) is UNSELECTED for the event that records it, as
+the Receive machine's update_Selected makes it (802.1AX-2008 5.4.9, 5.4.12), even when every member
 changed together and the aggregator simply takes the new identity: its mux goes
 DETACHED first, and only then is it selected again, so it comes back through
 WAITING (the aggregate wait), ATTACHED and on.
@@ -33,6 +34,7 @@ DEFAULT_SYSTEM_PRIORITY = 32768
 DEFAULT_PORT_PRIORITY = 32768
 
 PartnerId = tuple[int, str, int]  # system priority, system, key
+SelectionKey = tuple[bool, PartnerId, int, int]  # candidate, partner identity, partner port priority, port
 
 _AGGREGATION = int(LacpState.AGGREGATION)
 
@@ -98,7 +100,7 @@ class LacpBond:
             self.members[port] = Member(config)
         self.partner_id: PartnerId | None = None
         self._roles: dict[int, tuple[bool, bool]] = {p: (False, False) for p in self.members}
-        self._selection_keys: dict[int, tuple[bool, PartnerId]] = {}
+        self._selection_keys: dict[int, SelectionKey] = {}
         # Per member, the last well-formed LACPDU frame (its first FRAME_LEN octets) and its decoding:
         # a partner repeats the same frame until its state changes, so most frames need no decoding.
         self._last_frame: dict[int, tuple[bytes, Lacpdu]] = {}
@@ -210,18 +212,22 @@ class LacpBond:
             and member.partner.system != self.system  # looped back to ourselves
         )
 
-    def _selection_key(self, member: Member) -> tuple[bool, PartnerId]:
-        return self._candidate(member), self._partner_id(member)
+    def _selection_key(self, member: Member) -> SelectionKey:
+        p = member.partner
+        return self._candidate(member), self._partner_id(member), p.port_priority, p.port
 
     def _select(self, touched: Collection[Member]) -> list[Member]:
         """Choose the aggregator's partner and select the members that have it.
 
-        Returns the members of ``touched`` whose partner identity changed and that the
-        aggregator takes: they are left UNSELECTED here so that their mux detaches first
-        (802.1AX-2008 5.4.9 update_Selected, 5.4.15); the caller selects them after that.
+        Returns the members of ``touched`` whose partner identity or partner port changed
+        and that the aggregator takes: they are left UNSELECTED here so that their mux
+        detaches first (802.1AX-2008 5.4.9 update_Selected, 5.4.15); the caller selects them
+        after that.
         """
         keys = self._selection_keys
-        changed = {m.port for m in touched if (old := keys.get(m.port)) is not None and old[1] != self._partner_id(m)}
+        changed = {
+            m.port for m in touched if (old := keys.get(m.port)) is not None and old[1:] != self._selection_key(m)[1:]
+        }
         candidates = [m for m in self.members.values() if self._candidate(m)]
         ids = collections.Counter(self._partner_id(m) for m in candidates)
         if self.partner_id not in ids:

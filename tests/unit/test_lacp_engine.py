@@ -224,6 +224,21 @@ def test_partner_identity_change_on_one_member_then_the_other():
     assert distributing(a) == {1, 2}
 
 
+@pytest.mark.parametrize("port_priority, port", [(1, 5), (9, 1)], ids=["recabled", "new port priority"])
+def test_partner_port_change_reattaches_only_that_member(port_priority, port):
+    lab, a, p = _ovs_lab((1, 2))
+    lab.run(5.0)
+    actor = p.actor(1)
+    moved = PortInfo(actor.system_priority, actor.system, actor.key, port_priority, port, actor.state)
+    a.receive_frame(1, encode_frame(HOST, Lacpdu(moved, a.members[1].actor_info())), lab.now)
+    assert a.members[1].mux is MuxState.WAITING and a.members[1].selected  # detached, then waiting again
+    assert distributing(a) == {2}  # the other member is not disturbed
+    lab.run(1.0)  # the partner keeps sending its real port on member 1: a change again, so wait again
+    assert a.members[1].mux is MuxState.WAITING and distributing(a) == {2}
+    lab.run(AGGREGATE_WAIT_TIME + 0.5)
+    assert distributing(a) == {1, 2}
+
+
 def _ovs_pdu(a: LacpBond, port: int, sees_our_sync: bool, stale: bool = False) -> bytes:
     """What Open vSwitch sends: attached (Sync+Collecting+Distributing) whatever it has seen of us.
 
