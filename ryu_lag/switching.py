@@ -3,8 +3,10 @@
 One ``LagSwitch`` per datapath. A bond is ONE logical port; a plain port is its own. The
 pipeline (every flow carries a cookie selected by ``COOKIE_MASK``):
 
-- ``INGRESS``: a LACPDU from a bond member goes to the controller (metered when the switch
-  has meters), from any other port it is dropped. Data from a collecting member or a plain
+- ``INGRESS``: a LACPDU from a bond member goes to the controller (through the member's
+  own meter when the switch has meters: a flood on one member reaches the controller at
+  the meter's rate and cannot use up the other members' share), from any other port it is
+  dropped. Data from a collecting member or a plain
   port gets ``metadata = logical port`` and goes on; anything else is dropped.
 - ``ETH_SRC``: a known (logical port, source MAC) goes on; a miss also punts to learn.
 - ``ETH_DST``: a known destination goes to its port or its bond's SELECT group (never back
@@ -47,6 +49,7 @@ from dataclasses import dataclass
 from ryu_lag.openflow import (
     ETH_TYPE_SLOW,
     OFPG_ALL,
+    OFPM_ALL,
     OFPP_CONTROLLER,
     SLOW_PROTOCOLS_MAC,
     FlowCommand,
@@ -81,8 +84,14 @@ FLOOD_PLAIN = 0x0200_0000
 """The ALL group outputting to every plain port."""
 FLOOD_ALL = 0x0200_0001
 """The ALL group chaining FLOOD_PLAIN and every distributing bond: floods from plain ports."""
-METER_ID = 1
-"""The meter limiting LACP punts, when the switch has meters."""
+MEMBER_PORT_MAX = 0xFFFF
+"""The highest member port: a LACPDU carries its port number in 16 bits. A member's meter id is its port."""
+
+
+def lacp_meter(port: int) -> int:
+    """The meter limiting the LACP punts of member ``port``, when the switch has meters."""
+    return port
+
 
 _OFPP_MAX = 0xFFFFFF00  # highest physical port number
 
@@ -164,14 +173,15 @@ _PIPELINE = 0
 class LagSwitch:
     """LAG-aware learning switch for one datapath; each method returns messages to send in order."""
 
-    def __init__(self, mac_age: int = 300, lacp_meter_pps: int = 1000) -> None:
+    def __init__(self, mac_age: int = 300, lacp_meter_pps: int = 20) -> None:
         if not 1 <= mac_age <= 0xFFFF:
             raise ValueError(f"mac_age must be 1..65535 seconds, not {mac_age}")
         if lacp_meter_pps < 1:
             raise ValueError(f"lacp_meter_pps must be at least 1, not {lacp_meter_pps}")
         self.mac_age = mac_age
-        self.lacp_meter_pps = lacp_meter_pps
-        self._meter: int | None = None
+        self.lacp_meter_pps = lacp_meter_pps  # per member; LACP itself sends at most 3 in a second
+        self._metered = False
+        self._meters: set[int] = set()  # installed meters (member ports)
         self._present: set[int] = set()
         self._plain: set[int] = set()
         self._logical: dict[int, int] = {}  # every member, and every present plain port
@@ -203,7 +213,7 @@ class LagSwitch:
     # -- switch and ports ------------------------------------------------------------------
 
     def startup(self, ports: Iterable[int], meters: bool) -> list[Message]:
-        """The switch connected: wipe our flows and all groups, forget all state, install the pipeline."""
+        """The switch connected: wipe our flows, all groups and meters, forget all state, install the pipeline."""
         self._present = {p for p in ports if _is_physical(p)}
         self._plain = set(self._present)
         self._logical = {p: p for p in self._present}
@@ -213,16 +223,15 @@ class LagSwitch:
         self._macs_on = {}
         self._flows = {}
         self._groups = {}
-        self._meter = METER_ID if meters else None
+        self._metered = meters
+        self._meters = set()
         msgs: list[Message] = [
             FlowMod(table, _PRIO_MISS, Match(), FlowCommand.DELETE, cookie=COOKIE, cookie_mask=COOKIE_MASK)
             for table in Table
         ]
         msgs.append(GroupMod(GroupCommand.DELETE, OFPG_ALL))
         if meters:
-            burst = max(1, self.lacp_meter_pps // 10)
-            msgs.append(MeterMod(METER_ID, command=MeterCommand.DELETE))  # a reconnect finds the old one
-            msgs.append(MeterMod(METER_ID, self.lacp_meter_pps, burst))
+            msgs.append(MeterMod(OFPM_ALL, command=MeterCommand.DELETE))  # a reconnect finds the old ones
         return msgs + self._sync([_PIPELINE, *sorted(self._present)], [FLOOD_PLAIN, FLOOD_ALL])
 
     def port_added(self, port: int) -> list[Message]:
@@ -257,8 +266,8 @@ class LagSwitch:
             raise ValueError(f"bond {group_id} already exists")
         if not members:
             raise ValueError(f"bond {group_id} has no members")
-        if bad := sorted(p for p in members if not _is_physical(p)):
-            raise ValueError(f"bond {group_id}: not physical ports: {bad}")
+        if bad := sorted(p for p in members if not 1 <= p <= MEMBER_PORT_MAX):
+            raise ValueError(f"bond {group_id}: not member ports (1..{MEMBER_PORT_MAX}): {bad}")
         if taken := sorted(p for p in members if is_bond(self._logical.get(p, 0))):
             raise ValueError(f"bond {group_id}: ports already in a bond: {taken}")
         bond = Bond(group_id, members)
@@ -439,7 +448,8 @@ class LagSwitch:
                 _flood_flow(owner, FLOOD_ALL),
             ]
         punt = FlowMod(Table.INGRESS, _PRIO_LACP_PUNT, dataclasses.replace(_LACPDU, in_port=owner),
-                       actions=(Output(OFPP_CONTROLLER),), meter=self._meter, cookie=COOKIE)
+                       actions=(Output(OFPP_CONTROLLER),), meter=lacp_meter(owner) if self._metered else None,
+                       cookie=COOKIE)
         if owner in self._bonds[bond_group(logical)].collecting:
             return [punt, FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=owner), write_metadata=logical,
                                   goto=Table.ETH_SRC, cookie=COOKIE)]
@@ -463,9 +473,10 @@ class LagSwitch:
     def _sync(self, owners: Iterable[int], group_ids: Iterable[int]) -> list[Message]:
         """Bring the named owners' static flows and the named groups up to date, sending only what differs.
 
+        Owners that are physical ports also get or lose their LACP meter with their membership.
         Order keeps every reference valid: new groups (bonds' before the flood groups that chain
-        them), changed groups (chains before what they chain), flows, then deleted groups
-        (chains before what they chain).
+        them), changed groups (chains before what they chain), new meters, flows, then deleted
+        meters and groups (chains before what they chain).
         """
         chain = tuple(sorted(self._distributing))
         added: list[GroupMod] = []
@@ -486,7 +497,17 @@ class LagSwitch:
                 deleted.append(GroupMod(GroupCommand.DELETE, group_id, group_type=old.group_type))
         flow_deletes: list[Message] = []
         flow_adds: list[Message] = []
+        meter_adds: list[Message] = []
+        meter_deletes: list[Message] = []
         for owner in owners:
+            if self._metered and _is_physical(owner):
+                member = self._logical.get(owner, owner) != owner
+                if member and owner not in self._meters:
+                    self._meters.add(owner)
+                    meter_adds.append(MeterMod(lacp_meter(owner), self.lacp_meter_pps, self.lacp_meter_pps))
+                elif not member and owner in self._meters:
+                    self._meters.discard(owner)
+                    meter_deletes.append(MeterMod(lacp_meter(owner), command=MeterCommand.DELETE))
             old_flows = self._flows.pop(owner, {})
             new_flows = {(f.table, f.priority, f.match): f for f in self._wanted_flows(owner)}
             if new_flows:
@@ -496,7 +517,7 @@ class LagSwitch:
                 for key, f in old_flows.items() if key not in new_flows
             ]
             flow_adds += [f for key, f in new_flows.items() if old_flows.get(key) != f]
-        return [*added, *reversed(changed), *flow_deletes, *flow_adds, *reversed(deleted)]
+        return [*added, *reversed(changed), *meter_adds, *flow_deletes, *flow_adds, *meter_deletes, *reversed(deleted)]
 
 
 def _flood_flow(logical: int, group_id: int) -> FlowMod:

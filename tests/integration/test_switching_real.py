@@ -7,6 +7,8 @@ order: negotiation, forwarding, carrier loss, silent loss, recovery.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -227,3 +229,45 @@ def test_switch_to_switch(lab: Lab, tmp_path):
     out = a.ping("10.0.0.12", count=10, interval=0.05)
     assert " 0% packet loss" in out and "DUP!" not in out, out
     assert b.ping("10.0.0.11", count=3).count("bytes from") == 3
+
+
+_FLOOD = """
+import socket, sys, time
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+sock.bind((sys.argv[1], 0))
+# A LACPDU of an unknown version: slow protocols MAC and ethertype, subtype 1, version 0xff.
+frame = bytes.fromhex("0180c2000002" "02000000ee01" "8809" "01ff") + bytes(106)
+end = time.monotonic() + float(sys.argv[2])
+sent = 0
+while time.monotonic() < end:
+    for _ in range(100):
+        sock.send(frame)
+    sent += 100
+    time.sleep(0.002)  # some 30,000 frames a second: far above any meter, well within the switch
+print(sent)
+"""
+
+
+def test_lacpdu_flood_on_one_member_does_not_starve_the_others(lab: Lab, tmp_path):
+    topo = build_classic(lab, tmp_path)
+    wait_negotiated(topo.bond)
+    url = f"http://127.0.0.1:{topo.api_port}/lag/0000000000000001/bond0"
+
+    def members() -> dict[int, dict]:
+        return {m["port"]: m for m in requests.get(url, timeout=5).json()["members"]}
+
+    wait_for(lambda: all(m["enabled"] for m in members().values()), 10, "both members distributing")
+    meters = sh("ovs-ofctl", "-O", "OpenFlow13", "dump-meters", topo.s1)
+    assert sorted(re.findall(r"meter=(\d+)", meters)) == ["1", "2"], meters  # one meter per member
+    before = members()
+    # Frames sent on the wire bridge's end of member 1's link arrive on s1 port 1, as from the partner.
+    flood = subprocess.run([sys.executable, "-c", _FLOOD, topo.members[0].wire_switch_if, "6"],
+                           capture_output=True, text=True, timeout=60, check=True)
+    sent = int(flood.stdout)
+    after = members()
+    assert after[2]["enabled"] and after[2]["counters"]["expirations"] == before[2]["counters"]["expirations"]
+    assert group_ports(topo.s1) >= {2}
+    # member 1's meter let through at most 20 a second (plus its burst) of what was sent
+    garbled = after[1]["counters"]["bad_rx"] - before[1]["counters"]["bad_rx"]
+    assert sent > 20_000 and 0 < garbled <= 20 * 7 + 20, (sent, garbled)
+    wait_negotiated(topo.bond)  # and member 1 is back once the flood is over

@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 from ryu_lag.openflow import (
     OFPG_ALL,
     OFPG_ANY,
+    OFPM_ALL,
     OFPP_ANY,
     OFPP_CONTROLLER,
     OFPP_IN_PORT,
@@ -165,8 +166,10 @@ class FakeOFTable:
                 self._group_mod(msg)
             elif isinstance(msg, MeterMod):
                 if msg.command is MeterCommand.DELETE:
-                    self.meters.pop(msg.meter_id, None)
-                    self._remove([e for e in self.flows if e.mod.meter == msg.meter_id], "meter_delete")
+                    gone = set(self.meters) if msg.meter_id == OFPM_ALL else {msg.meter_id}
+                    for meter_id in gone:
+                        self.meters.pop(meter_id, None)
+                    self._remove([e for e in self.flows if e.mod.meter in gone], "meter_delete")
                 elif msg.meter_id in self.meters:
                     raise FakeOFError(f"meter {msg.meter_id} exists")
                 else:

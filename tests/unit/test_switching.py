@@ -30,7 +30,7 @@ from ryu_lag.switching import (
     COOKIE_MASK,
     FLOOD_ALL,
     FLOOD_PLAIN,
-    METER_ID,
+    lacp_meter,
     LagSwitch,
     bond_group,
     bond_logical,
@@ -442,7 +442,7 @@ def test_member_not_collecting_drops_data_but_still_passes_lacp(rig):
     assert rig.lag.packet_in(2, H1, BCAST) == []
     for port in (1, 2):
         result = rig.lacpdu(port)
-        assert result.controller and result.outputs == set() and result.meter == METER_ID
+        assert result.controller and result.outputs == set() and result.meter == lacp_meter(port)
     assert rig.send(1, H1).outputs == {3, 4, 5}
 
 
@@ -575,12 +575,39 @@ def test_removed_member_comes_back_plain_only_if_present(rig):
 # -- startup -----------------------------------------------------------------------------
 
 
-def test_startup_with_meters_limits_lacp_punts():
+def test_with_meters_each_member_punts_lacp_through_its_own_meter():
+    rig = Rig(meters=True)
+    assert rig.table.meters == {}  # plain ports punt nothing: no meter
+    rig.apply(rig.lag.add_bond(BOND, [1, 2]))
+    assert set(rig.table.meters) == {lacp_meter(1), lacp_meter(2)} and lacp_meter(1) != lacp_meter(2)
+    meter = rig.table.meters[lacp_meter(1)]
+    assert meter.rate_pps == rig.lag.lacp_meter_pps and meter.burst >= 3  # LACP may send 3 PDUs at once
+    assert rig.lacpdu(1).meter == lacp_meter(1) and rig.lacpdu(2).meter == lacp_meter(2)
+    assert rig.send(3, H3).meter is None  # only LACP is metered
+    rig.apply(rig.lag.add_bond(7, [4]))
+    assert set(rig.table.meters) == {lacp_meter(1), lacp_meter(2), lacp_meter(4)}
+    msgs = rig.lag.remove_bond(BOND)
+    rig.apply(msgs)
+    assert set(rig.table.meters) == {lacp_meter(4)}
+    kinds = [type(m).__name__ for m in msgs]  # a meter goes only once no flow uses it
+    assert "MeterMod" in kinds and kinds.index("MeterMod") > max(i for i, k in enumerate(kinds) if k == "FlowMod")
+    assert rig.lacpdu(1).dropped and rig.lacpdu(4).meter == lacp_meter(4)
+
+
+def test_startup_again_deletes_every_meter_before_the_members_get_theirs():
     rig = Rig(meters=True)
     rig.apply(rig.lag.add_bond(BOND, [1, 2]))
-    assert rig.table.meters[METER_ID].rate_pps == rig.lag.lacp_meter_pps
-    assert rig.lacpdu(1).meter == METER_ID
-    assert rig.send(3, H3).meter is None  # only LACP is metered
+    rig.apply(rig.lag.startup(PORTS, meters=True))
+    assert rig.table.meters == {}
+    rig.apply(rig.lag.add_bond(BOND, [2, 3]))
+    assert set(rig.table.meters) == {lacp_meter(2), lacp_meter(3)}
+
+
+def test_member_ports_must_fit_lacp_16_bits():
+    rig = Rig(meters=True)
+    with pytest.raises(ValueError, match="not member ports"):
+        rig.lag.add_bond(BOND, [1, 0x10000])
+    assert rig.lag.bonds() == {} and rig.table.meters == {}
 
 
 def test_startup_without_meters_references_none():
