@@ -29,7 +29,7 @@ from ryu.cfg import CONF  # noqa: E402
 from ryu.lib import hub  # noqa: E402
 from ryu.lib.dpid import DPID_PATTERN  # noqa: E402
 
-from rest import openapi, views  # noqa: E402
+from rest import openapi, server, views  # noqa: E402
 from rest.metrics import RestMetrics  # noqa: E402
 from ryu_lag.config import MAX_PORT, BondConfig, ConfigError, format_dpid  # noqa: E402
 from ryu_lag.service import BondConflict, LagService, UnknownBond  # noqa: E402
@@ -89,7 +89,7 @@ def as_api_error(exc: Exception) -> ApiError:
         LOG.error("state database failed: %s", exc)
         return ApiError(503, "store_unavailable", f"{exc}; nothing was changed")
     LOG.error("REST request failed", exc_info=exc)
-    return ApiError(500, "internal_error", "internal error; the controller log has the details")
+    return ApiError(500, "internal_error", server.INTERNAL_ERROR_MESSAGE)
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -423,7 +423,8 @@ def insecure_bind(host: str, token: str | None, insecure: bool) -> str | None:
 
 
 def install(wsgi: WSGIApplication, app: LagAppLike) -> None:
-    """Register the API as ryu_lag's options say; exit if it would listen insecurely."""
+    """Register the API as ryu_lag's options say, served by :class:`server.QuietWSGIServer`; exit if it
+    would listen insecurely."""
     host, token = CONF.wsapi_host, options.api_token()
     problem = insecure_bind(host, token, CONF.lag_insecure)
     if problem is not None:
@@ -432,8 +433,5 @@ def install(wsgi: WSGIApplication, app: LagAppLike) -> None:
     if token is None and not is_loopback(host):
         LOG.warning("REST API on %s without a token (--lag-insecure): anyone who can reach it can change bonds", host)
     register(wsgi, app, token)
-    # Ryu's WSGI server logs every request at INFO through this logger (its only INFO line);
-    # at thousands of requests a second that log is most of a GET's cost. Changes are logged
-    # by the app, and /metrics counts requests by route and status.
-    logging.getLogger("ryu.lib.hub").setLevel(logging.WARNING)
+    server.install()
     LOG.info("REST API on http://%s:%d/lag%s", host, CONF.wsapi_port, " (token required)" if token else "")

@@ -94,9 +94,14 @@ def test_listens_on_loopback_and_terminates_cleanly(ryu_lag: RyuLag) -> None:
     assert _listening_addresses(ryu_lag.ofp_port) == {"127.0.0.1"}
     assert _listening_addresses(ryu_lag.rest_port) == {"127.0.0.1"}
 
+    for path in ("/lag", "/lag/0000000000000001", "/elsewhere"):
+        requests.get(f"http://127.0.0.1:{ryu_lag.rest_port}{path}", timeout=5)
+
     ryu_lag.process.terminate()
     assert ryu_lag.process.wait(timeout=15) == 0, ryu_lag.log()
     assert "Traceback" not in ryu_lag.log()
+    # Served by ryu_lag's quiet server: eventlet's access log (one line per request) is off.
+    assert "GET /lag" not in ryu_lag.log() and "HTTP/1.1" not in ryu_lag.log(), ryu_lag.log()
 
 
 def test_plain_ryu_manager_loads_the_app_through_the_installed_shim(tmp_path: Path) -> None:
@@ -111,6 +116,7 @@ def test_plain_ryu_manager_loads_the_app_through_the_installed_shim(tmp_path: Pa
         body = requests.get(f"http://127.0.0.1:{proc.rest_port}/lag", timeout=5).json()
         assert body == {"switches": [{"dpid": "0000000000000001", "connected": False, "bond_count": 1}]}
         assert "Traceback" not in proc.log()
+        assert "HTTP/1.1" not in proc.log()  # the app's quiet server even under plain ryu-manager
     finally:
         if proc.process.poll() is None:
             proc.process.kill()
