@@ -43,15 +43,17 @@ PROFILE_SECONDS = 5.0
 LIMITS = (
     "what limits it: every client here is closed-loop, so at 32 clients a request waits for the other 31 "
     "(latency ~ 32 x the time one request takes), and the controller serves requests on one core. A request "
-    "costs ~0.3 ms in Ryu's eventlet WSGI stack before ryu_lag sees it (HTTP parsing through email.parser, "
-    "webob, routes; an empty GET /lag peaks at ~2,500-3,500/s here), plus ~0.2 ms for a bond's status and "
-    "~0.5 ms for a create or delete (validation, one SQLite commit, the bond's engine and group, ~14 OpenFlow "
-    "messages). ryu_lag yields before each request so that no client starves (without that, one keep-alive "
-    "client took 1,380 requests while another got 7), and ryu-lag runs an eventlet hub that serves the ready "
+    "costs ~0.25 ms in the eventlet WSGI stack before ryu_lag sees it (HTTP parsing through email.parser, webob, "
+    "routes), plus ~0.15 ms for a bond's status (a third of it JSON encoding) and ~0.5 ms for a create or delete "
+    "(validation, one SQLite commit, the bond's engine and group, ~14 OpenFlow messages): a cycle is two "
+    "requests, ~1.5 ms of work, ~50 ms for 32 clients before any tail. What ryu_lag does about it: it serves "
+    "REST without eventlet's per-request access-log line (rest/server.py; +25% GETs per second in interleaved "
+    "runs here); it yields before each request so that no client starves (without that, one keep-alive client "
+    "took 1,380 requests while another got 7); and ryu-lag runs an eventlet hub that serves the ready "
     "connections of a poll round in the order they became ready (ryu_lag/fifo_hub.py; eventlet's own hub runs "
-    "them in hash order, so a request could wait almost two rounds: in interleaved runs here p99/p50 at 32 "
-    "clients went from 1.8-3.0 to 1.4-1.6). What remains of the tail is rounds made longer by timers, garbage "
-    "collection and, on this VM, CPU steal (see the Machine section)"
+    "them in hash order, so a request could wait almost two rounds: p99/p50 at 32 clients went from 1.8-3.0 to "
+    "1.4-1.6). What remains of the tail is rounds made longer by timers, garbage collection and, on this VM, "
+    "CPU steal (see the Machine section)"
 )
 
 
