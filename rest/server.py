@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -42,7 +43,8 @@ def guarded(app: WsgiApp) -> WsgiApp:
         except Exception:  # noqa: BLE001 - nothing may reach the client as a traceback
             LOG.exception("REST request %s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(_INTERNAL_ERROR)))]
-            start_response("500 Internal Server Error", headers)
+            # exc_info: the app may have started a response; PEP 3333 lets this one replace it.
+            start_response("500 Internal Server Error", headers, sys.exc_info())
             return [_INTERNAL_ERROR]
 
     return guarded_app

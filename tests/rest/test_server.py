@@ -15,7 +15,7 @@ from rest import server
 def _call(app: server.WsgiApp) -> tuple[str, dict[str, str], bytes]:
     seen: dict[str, Any] = {}
 
-    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
         seen["status"], seen["headers"] = status, dict(headers)
 
     body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/lag/x"}, start_response))
@@ -32,6 +32,7 @@ def test_guarded_passes_a_response_through() -> None:
 
 def test_guarded_turns_an_escaping_exception_into_a_logged_json_500(caplog: pytest.LogCaptureFixture) -> None:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])  # started, then failed
         raise RuntimeError("secret detail")
 
     with caplog.at_level(logging.ERROR, logger="ryu_lag.rest"):
