@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import math
 import os
 import platform
 import socket
@@ -175,6 +176,22 @@ def steal_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
     """The share of CPU time stolen between two :func:`cpu_ticks` readings, in percent."""
     total = after[1] - before[1]
     return 100 * (after[0] - before[0]) / total if total > 0 else 0.0
+
+
+def python_speed_ms() -> float:
+    """Milliseconds this machine takes, right now, for a fixed pure-Python loop (best of 5).
+
+    A yardstick for figures from different runs: on a shared VM the same work took from
+    1x to 2x as long over one day, with or without CPU steal.
+    """
+    best = math.inf
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best * 1e3
 
 
 def machine() -> dict[str, Any]:

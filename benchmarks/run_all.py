@@ -19,7 +19,17 @@ import time
 import traceback
 from typing import Any
 
-from benchmarks.common import ROOT, Result, columns, cpu_ticks, fmt, machine, print_result, steal_percent
+from benchmarks.common import (
+    ROOT,
+    Result,
+    columns,
+    cpu_ticks,
+    fmt,
+    machine,
+    print_result,
+    python_speed_ms,
+    steal_percent,
+)
 
 BENCHMARKS = {
     "failover": "benchmarks.failover",
@@ -73,20 +83,25 @@ def render(entries: dict[str, dict[str, Any]], host: dict[str, Any]) -> str:
         "## Machine",
         "",
         "CPU steal is the share of the machine's CPU time the hypervisor gave to other guests during a "
-        "benchmark: figures measured under much of it are slower and noisier than the machine is.",
+        "benchmark; Python loop is the time a fixed pure-Python loop took just before it (smaller is faster). "
+        "On a shared VM both vary over a day: compare figures of different runs with them in mind. Each "
+        "benchmark's baselines run in the same invocation, so its ratios hold.",
         "",
         "| " + " | ".join(host) + " |",
         "|" + "---|" * len(host),
         "| " + " | ".join(cell(v) for v in host.values()) + " |",
         "",
-        "| benchmark | run with | finished | took | CPU steal | status |",
-        "|---|---|---|---|---|---|",
+        "| benchmark | run with | finished | took | CPU steal | Python loop | status |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, entry in entries.items():
         status = "error" if entry.get("error") else "ok"
         steal = entry.get("steal_percent")
         stolen = "-" if steal is None else f"{steal:.0f}%"
-        out.append(f"| {name} | `{entry['command']}` | {entry['date']} | {entry['seconds']:.0f} s | {stolen} | {status} |")
+        speed = entry.get("python_loop_ms")
+        loop = "-" if speed is None else f"{speed:.0f} ms"
+        out.append(f"| {name} | `{entry['command']}` | {entry['date']} | {entry['seconds']:.0f} s | {stolen} | {loop} "
+                   f"| {status} |")
     for name, entry in entries.items():
         result = Result.from_dict(entry["result"])
         out += ["", f"## {name}", "", markdown_table(result.rows)]
@@ -119,6 +134,7 @@ def main() -> None:
     failed = False
     for name in args.only or list(BENCHMARKS):
         print(f"--- {name} ---", flush=True)
+        speed = python_speed_ms()
         started, ticks = time.monotonic(), cpu_ticks()
         result, error = run_one(name, args.quick)
         print_result(result)
@@ -126,7 +142,8 @@ def main() -> None:
         entries[name] = {
             "command": command, "quick": args.quick, "seconds": time.monotonic() - started,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "steal_percent": steal_percent(ticks, cpu_ticks()), "error": error, "result": result.to_dict(),
+            "steal_percent": steal_percent(ticks, cpu_ticks()), "python_loop_ms": speed, "error": error,
+            "result": result.to_dict(),
         }
         ordered = {n: entries[n] for n in BENCHMARKS if n in entries}
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
