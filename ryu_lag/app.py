@@ -64,7 +64,7 @@ class LagApp(app_manager.RyuApp):
         except StoreError as exc:
             LOG.critical("ryu_lag cannot start: %s", exc)
             raise SystemExit(2) from exc
-        self.service = LagService(store, mac_age=CONF.lag_mac_age)
+        self.service = LagService(store, mac_age=CONF.lag_mac_age, lacp_meter_pps=CONF.lag_lacp_meter_pps)
         self.datapaths: dict[int, Any] = {}
         self._pending_meters: dict[int, Any] = {}
         install_rest_api(kwargs["wsgi"], self)

@@ -1,7 +1,7 @@
 """ryu_lag's options on Ryu's shared ``ryu.cfg.CONF``, read as ``CONF.lag_db`` and so on.
 
 On the command line they are ``--lag-db``, ``--lag-db-fsync``, ``--lag-api-token``, ``--lag-insecure``,
-``--lag-tick-interval`` and ``--lag-mac-age``; in a ``--config-file``, ``lag_db = ...`` under
+``--lag-tick-interval``, ``--lag-mac-age`` and ``--lag-lacp-meter-pps``; in a ``--config-file``, ``lag_db = ...`` under
 ``[DEFAULT]``. The API token falls back to the environment variable ``RYU_LAG_API_TOKEN``
 (:func:`api_token`), which keeps it off command lines that other users can see.
 """
@@ -13,6 +13,8 @@ from pathlib import Path
 
 from oslo_config import cfg
 from ryu.cfg import CONF
+
+from ryu_lag.switching import MIN_LACP_METER_PPS
 
 DB_FILENAME = "ryu_lag.sqlite3"
 TOKEN_ENV = "RYU_LAG_API_TOKEN"
@@ -67,6 +69,14 @@ def _opts() -> list[cfg.Opt]:
             min=1,
             max=0xFFFF,  # an OpenFlow idle timeout is 16 bits
             help="seconds after which a learned MAC address is forgotten (1..65535, default 300)",
+        ),
+        cfg.IntOpt(
+            "lag-lacp-meter-pps",
+            default=20,
+            min=MIN_LACP_METER_PPS,
+            max=100_000,
+            help=f"LACPDUs a second each bond member may send to the controller, where the switch has meters "
+            f"({MIN_LACP_METER_PPS}..100000, default 20)",
         ),
     ]
 

@@ -118,9 +118,10 @@ def system_id_from_dpid(dpid: int) -> str:
 class LagService:
     """All switches and bonds of one controller."""
 
-    def __init__(self, store: BondStore, mac_age: int = 300) -> None:
+    def __init__(self, store: BondStore, mac_age: int = 300, lacp_meter_pps: int = 20) -> None:
         self.store = store
         self.mac_age = mac_age
+        self.lacp_meter_pps = lacp_meter_pps
         self.configs: dict[int, dict[str, BondConfig]] = {}
         for config in store.load_all():
             self.configs.setdefault(config.dpid, {})[config.name] = config
@@ -188,7 +189,7 @@ class LagService:
             dpid=dpid,
             ports=physical,
             system=local_mac or system_id_from_dpid(dpid),
-            switch=LagSwitch(mac_age=self.mac_age),
+            switch=LagSwitch(mac_age=self.mac_age, lacp_meter_pps=self.lacp_meter_pps),
         )
         self.switches[dpid] = runtime
         effects = Effects()

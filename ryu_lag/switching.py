@@ -88,6 +88,10 @@ MEMBER_PORT_MAX = 0xFFFF
 """The highest member port: a LACPDU carries its port number in 16 bits. A member's meter id is its port."""
 
 
+MIN_LACP_METER_PPS = 3
+"""The lowest LACP meter rate: 802.1AX lets an actor send 3 LACPDUs in a second."""
+
+
 def lacp_meter(port: int) -> int:
     """The meter limiting the LACP punts of member ``port``, when the switch has meters."""
     return port
@@ -176,10 +180,10 @@ class LagSwitch:
     def __init__(self, mac_age: int = 300, lacp_meter_pps: int = 20) -> None:
         if not 1 <= mac_age <= 0xFFFF:
             raise ValueError(f"mac_age must be 1..65535 seconds, not {mac_age}")
-        if lacp_meter_pps < 1:
-            raise ValueError(f"lacp_meter_pps must be at least 1, not {lacp_meter_pps}")
+        if lacp_meter_pps < MIN_LACP_METER_PPS:
+            raise ValueError(f"lacp_meter_pps must be at least {MIN_LACP_METER_PPS}, not {lacp_meter_pps}")
         self.mac_age = mac_age
-        self.lacp_meter_pps = lacp_meter_pps  # per member; LACP itself sends at most 3 in a second
+        self.lacp_meter_pps = lacp_meter_pps  # per member, also the burst
         self._metered = False
         self._meters: set[int] = set()  # installed meters (member ports)
         self._present: set[int] = set()

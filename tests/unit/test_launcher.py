@@ -33,7 +33,8 @@ def test_help_lists_lag_options_and_loopback_defaults() -> None:
         [str(BIN_DIR / "ryu-lag"), "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    for flag in ("--lag-db", "--lag-db-fsync", "--lag-api-token", "--lag-tick-interval", "--lag-mac-age"):
+    for flag in ("--lag-db", "--lag-db-fsync", "--lag-api-token", "--lag-tick-interval", "--lag-mac-age",
+                 "--lag-lacp-meter-pps"):
         assert flag in result.stdout
     assert "openflow listen host (default 127.0.0.1)" in result.stdout
     assert "webapp listen host (default 127.0.0.1)" in result.stdout
@@ -48,6 +49,7 @@ def test_register_is_idempotent_before_and_after_parsing() -> None:
     assert conf.lag_db == "/tmp/x.sqlite3"
     assert conf.lag_mac_age == 60
     assert conf.lag_tick_interval == 0.05
+    assert conf.lag_lacp_meter_pps == 20
     assert conf.lag_api_token is None
 
 
@@ -57,6 +59,14 @@ def test_mac_age_outside_an_openflow_idle_timeout_is_refused(age: str) -> None:
     options.register(conf)
     with pytest.raises(SystemExit):
         conf(args=["--lag-mac-age", age])
+
+
+@pytest.mark.parametrize("pps", ["2", "100001"])
+def test_lacp_meter_rate_below_what_lacp_sends_or_absurd_is_refused(pps: str) -> None:
+    conf = cfg.ConfigOpts()
+    options.register(conf)
+    with pytest.raises(SystemExit):
+        conf(args=["--lag-lacp-meter-pps", pps])
 
 
 def test_registered_after_parsing_reads_config_file(tmp_path: Path) -> None:

@@ -281,3 +281,11 @@ def test_a_bond_whose_timers_fail_does_not_stop_the_others(rig, monkeypatch):
     monkeypatch.undo()
     rig.run(8.0)
     assert rig.switch.select_groups()[broken.group_id] == (1, 2)  # and it recovers once the bug is gone
+
+
+def test_lacp_meter_rate_is_the_services(tmp_path):
+    rig = Rig(tmp_path)
+    rig.service = LagService(rig.store, lacp_meter_pps=7)
+    rig.connect()
+    rig.apply(rig.service.put_bond(fast_bond(), rig.now))
+    assert {m.rate_pps for m in rig.switch.meters.values()} == {7} and len(rig.switch.meters) == 2

@@ -650,4 +650,4 @@ def test_constructor_validates():
     with pytest.raises(ValueError):
         LagSwitch(mac_age=70000)
     with pytest.raises(ValueError):
-        LagSwitch(lacp_meter_pps=0)
+        LagSwitch(lacp_meter_pps=2)  # below the 3 LACPDUs an actor may send in a second
