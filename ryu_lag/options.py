@@ -14,7 +14,7 @@ from pathlib import Path
 from oslo_config import cfg
 from ryu.cfg import CONF
 
-from ryu_lag.switching import MIN_LACP_METER_PPS
+from ryu_lag.switching import DEFAULT_LACP_METER_PPS, MIN_LACP_METER_PPS
 
 DB_FILENAME = "ryu_lag.sqlite3"
 TOKEN_ENV = "RYU_LAG_API_TOKEN"
@@ -72,11 +72,11 @@ def _opts() -> list[cfg.Opt]:
         ),
         cfg.IntOpt(
             "lag-lacp-meter-pps",
-            default=20,
+            default=DEFAULT_LACP_METER_PPS,
             min=MIN_LACP_METER_PPS,
             max=100_000,
             help=f"LACPDUs a second each bond member may send to the controller, where the switch has meters "
-            f"({MIN_LACP_METER_PPS}..100000, default 20)",
+            f"({MIN_LACP_METER_PPS}..100000, default {DEFAULT_LACP_METER_PPS})",
         ),
     ]
 

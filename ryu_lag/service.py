@@ -20,7 +20,7 @@ from ryu_lag.lacp import LacpBond, Update
 from ryu_lag.lacp.pdu import ETH_TYPE_SLOW, SLOW_PROTOCOLS_MAC, encode_frame, mac_to_bytes, mac_to_str
 from ryu_lag.openflow import Message, PacketOut
 from ryu_lag.store import BondStore
-from ryu_lag.switching import LagSwitch
+from ryu_lag.switching import DEFAULT_LACP_METER_PPS, LagSwitch
 
 
 class BondConflict(ConfigError):
@@ -118,7 +118,7 @@ def system_id_from_dpid(dpid: int) -> str:
 class LagService:
     """All switches and bonds of one controller."""
 
-    def __init__(self, store: BondStore, mac_age: int = 300, lacp_meter_pps: int = 20) -> None:
+    def __init__(self, store: BondStore, mac_age: int = 300, lacp_meter_pps: int = DEFAULT_LACP_METER_PPS) -> None:
         self.store = store
         self.mac_age = mac_age
         self.lacp_meter_pps = lacp_meter_pps

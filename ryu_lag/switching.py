@@ -90,6 +90,8 @@ MEMBER_PORT_MAX = 0xFFFF
 
 MIN_LACP_METER_PPS = 3
 """The lowest LACP meter rate: 802.1AX lets an actor send 3 LACPDUs in a second."""
+DEFAULT_LACP_METER_PPS = 20
+"""LACPDUs a second (and burst) a member may punt by default: LACP's 3 with room to spare."""
 
 
 def lacp_meter(port: int) -> int:
@@ -177,7 +179,7 @@ _PIPELINE = 0
 class LagSwitch:
     """LAG-aware learning switch for one datapath; each method returns messages to send in order."""
 
-    def __init__(self, mac_age: int = 300, lacp_meter_pps: int = 20) -> None:
+    def __init__(self, mac_age: int = 300, lacp_meter_pps: int = DEFAULT_LACP_METER_PPS) -> None:
         if not 1 <= mac_age <= 0xFFFF:
             raise ValueError(f"mac_age must be 1..65535 seconds, not {mac_age}")
         if lacp_meter_pps < MIN_LACP_METER_PPS:
