@@ -6,8 +6,8 @@ pipeline (every flow carries a cookie selected by ``COOKIE_MASK``):
 - ``INGRESS``: a LACPDU from a bond member goes to the controller (through the member's
   own meter when the switch has meters: a flood on one member reaches the controller at
   the meter's rate and cannot use up the other members' share), from any other port it is
-  dropped. Data from a collecting member or a plain
-  port gets ``metadata = logical port`` and goes on; anything else is dropped.
+  dropped. Data from a collecting member or a plain port gets ``metadata = logical port``
+  and goes on; anything else is dropped.
 - ``ETH_SRC``: a known (logical port, source MAC) goes on; a miss also punts to learn.
 - ``ETH_DST``: a known destination goes to its port or its bond's SELECT group (never back
   into the bond it came from); otherwise the input logical port's flood flow sends the
@@ -46,6 +46,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ryu_lag.config import MAX_MEMBER_PORT
 from ryu_lag.openflow import (
     ETH_TYPE_SLOW,
     OFPG_ALL,
@@ -84,10 +85,6 @@ FLOOD_PLAIN = 0x0200_0000
 """The ALL group outputting to every plain port."""
 FLOOD_ALL = 0x0200_0001
 """The ALL group chaining FLOOD_PLAIN and every distributing bond: floods from plain ports."""
-MEMBER_PORT_MAX = 0xFFFF
-"""The highest member port: a LACPDU carries its port number in 16 bits. A member's meter id is its port."""
-
-
 MIN_LACP_METER_PPS = 3
 """The lowest LACP meter rate: 802.1AX lets an actor send 3 LACPDUs in a second."""
 DEFAULT_LACP_METER_PPS = 20
@@ -95,7 +92,10 @@ DEFAULT_LACP_METER_PPS = 20
 
 
 def lacp_meter(port: int) -> int:
-    """The meter limiting the LACP punts of member ``port``, when the switch has meters."""
+    """The meter limiting the LACP punts of member ``port``, when the switch has meters.
+
+    Member ports are at most ``MAX_MEMBER_PORT`` (LACP carries 16 bits), far below OFPM_MAX.
+    """
     return port
 
 
@@ -272,8 +272,8 @@ class LagSwitch:
             raise ValueError(f"bond {group_id} already exists")
         if not members:
             raise ValueError(f"bond {group_id} has no members")
-        if bad := sorted(p for p in members if not 1 <= p <= MEMBER_PORT_MAX):
-            raise ValueError(f"bond {group_id}: not member ports (1..{MEMBER_PORT_MAX}): {bad}")
+        if bad := sorted(p for p in members if not 1 <= p <= MAX_MEMBER_PORT):
+            raise ValueError(f"bond {group_id}: not member ports (1..{MAX_MEMBER_PORT}): {bad}")
         if taken := sorted(p for p in members if is_bond(self._logical.get(p, 0))):
             raise ValueError(f"bond {group_id}: ports already in a bond: {taken}")
         bond = Bond(group_id, members)

@@ -53,20 +53,20 @@ def test_register_is_idempotent_before_and_after_parsing() -> None:
     assert conf.lag_api_token is None
 
 
-@pytest.mark.parametrize("age", ["0", "65536"])
-def test_mac_age_outside_an_openflow_idle_timeout_is_refused(age: str) -> None:
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--lag-mac-age", "0"),  # an OpenFlow idle timeout is 1..65535
+        ("--lag-mac-age", "65536"),
+        ("--lag-lacp-meter-pps", "2"),  # below the 3 LACPDUs a second LACP may send
+        ("--lag-lacp-meter-pps", "100001"),
+    ],
+)
+def test_option_values_out_of_range_are_refused(flag: str, value: str) -> None:
     conf = cfg.ConfigOpts()
     options.register(conf)
     with pytest.raises(SystemExit):
-        conf(args=["--lag-mac-age", age])
-
-
-@pytest.mark.parametrize("pps", ["2", "100001"])
-def test_lacp_meter_rate_below_what_lacp_sends_or_absurd_is_refused(pps: str) -> None:
-    conf = cfg.ConfigOpts()
-    options.register(conf)
-    with pytest.raises(SystemExit):
-        conf(args=["--lag-lacp-meter-pps", pps])
+        conf(args=[flag, value])
 
 
 def test_registered_after_parsing_reads_config_file(tmp_path: Path) -> None:
