@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sqlite3
+
 from ryu_lag.lacp import Rate
 from ryu_lag.openflow import FlowCommand, FlowMod, GroupCommand, GroupMod, GroupType, Match
 from ryu_lag.service import PortDesc
-from ryu_lag.store import BondStore
 from tests.rest.conftest import DPID, DPID_S, PARTNER_KEY, PARTNER_SYSTEM, SWITCH_SYSTEM, Rig, error_of
 
 BOND0 = f"/lag/{DPID_S}/bond0"
@@ -21,12 +24,9 @@ def member(bond: dict, port: int) -> dict:
 
 
 def stored(rig: Rig) -> dict[str, dict]:
-    """What a fresh store opened on the same file holds."""
-    store = BondStore(str(rig.db))
-    try:
-        return {c.name: c.to_dict() for c in store.load_all()}
-    finally:
-        store.close()
+    """The bond configurations another connection reads from the state file (committed ones)."""
+    with contextlib.closing(sqlite3.connect(f"file:{rig.db}?mode=ro", uri=True)) as db:
+        return {name: json.loads(config) for name, config in db.execute("SELECT name, config FROM bonds")}
 
 
 def test_post_minimal_creates_with_defaults(connected: Rig):
