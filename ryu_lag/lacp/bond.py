@@ -18,6 +18,15 @@ the Receive machine's update_Selected makes it (802.1AX-2008 5.4.9, 5.4.12), eve
 changed together and the aggregator simply takes the new identity: its mux goes
 DETACHED first, and only then is it selected again, so it comes back through
 WAITING (the aggregate wait), ATTACHED and on.
+
+min_links: while fewer than min_links members could aggregate (selected), they are
+STANDBY (802.1AX): no further than WAITING, our Sync bit off, so the partner sends
+nothing on them; and a member distributes (``enabled``) only while at least
+min_links members are in DISTRIBUTING.
+
+Hitless: :meth:`LacpBond.sessions` and :meth:`LacpBond.resume` carry the members'
+sessions through a controller restart; :meth:`LacpBond.reconfigure` applies a new
+configuration as a diff (only added and removed members change role).
 """
 
 from __future__ import annotations
@@ -25,9 +34,9 @@ from __future__ import annotations
 import collections
 import math
 from dataclasses import dataclass, field
-from typing import Collection, Iterable
+from typing import Collection, Iterable, Mapping
 
-from ryu_lag.lacp.member import ActorConfig, Member, Mode, MuxState, Rate, RxState
+from ryu_lag.lacp.member import ActorConfig, Member, MemberSession, Mode, MuxState, Rate, RxState
 from ryu_lag.lacp.pdu import FRAME_LEN, Lacpdu, LacpState, PduError, decode_frame
 
 DEFAULT_SYSTEM_PRIORITY = 32768
@@ -70,14 +79,20 @@ class MemberChange:
 
 @dataclass
 class Update:
-    """What the caller must do after an event."""
+    """What the caller must do after an event.
+
+    ``session_changed``: a member's session (:meth:`LacpBond.sessions`) changed; never set by
+    a repeated identical LACPDU.
+    """
 
     transmit: list[Transmit] = field(default_factory=list)
     changes: list[MemberChange] = field(default_factory=list)
+    session_changed: bool = False
 
     def extend(self, other: Update) -> None:
         self.transmit.extend(other.transmit)
         self.changes.extend(other.changes)
+        self.session_changed = self.session_changed or other.session_changed
 
 
 class LacpBond:
@@ -86,18 +101,7 @@ class LacpBond:
     def __init__(self, settings: BondSettings, system: str, ports: Iterable[int]) -> None:
         self.settings = settings
         self.system = system
-        self.members: dict[int, Member] = {}
-        for port in sorted(set(ports)):
-            config = ActorConfig(
-                system=system,
-                system_priority=settings.system_priority,
-                key=settings.key,
-                port=port,
-                port_priority=settings.port_priority,
-                mode=settings.mode,
-                rate=settings.rate,
-            )
-            self.members[port] = Member(config)
+        self.members: dict[int, Member] = {port: Member(self._actor_config(port)) for port in sorted(set(ports))}
         self.partner_id: PartnerId | None = None
         self._roles: dict[int, tuple[bool, bool]] = {p: (False, False) for p in self.members}
         self._selection_keys: dict[int, SelectionKey] = {}
@@ -106,6 +110,23 @@ class LacpBond:
         self._last_frame: dict[int, tuple[bytes, Lacpdu]] = {}
         self._up = False
         self._deadline = -math.inf
+
+    def _actor_config(self, port: int) -> ActorConfig:
+        s = self.settings
+        return ActorConfig(
+            system=self.system,
+            system_priority=s.system_priority,
+            key=s.key,
+            port=port,
+            port_priority=s.port_priority,
+            mode=s.mode,
+            rate=s.rate,
+        )
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """The member ports, in order."""
+        return tuple(self.members)
 
     @property
     def deadline(self) -> float:
@@ -138,6 +159,8 @@ class LacpBond:
                 return Update()
             self._last_frame[port] = (raw, pdu)
         member.receive(pdu, now)
+        if member.resume_refused:
+            self._renegotiate(member, now)
         return self._settle(now, (member,))
 
     def tick(self, now: float) -> Update:
@@ -150,6 +173,68 @@ class LacpBond:
         update = self._settle(now, due)
         deadline = self.next_deadline()
         self._deadline = math.inf if deadline is None else deadline
+        return update
+
+    # ---- sessions and configuration ------------------------------------------
+    def sessions(self) -> dict[int, MemberSession]:
+        """Every member's session, by port."""
+        return {port: member.session() for port, member in self.members.items()}
+
+    def resume(self, sessions: Mapping[int, MemberSession], up_ports: Iterable[int], now: float) -> Update:
+        """On a fresh bond, when the switch (re)connects: carry on the recorded sessions.
+
+        A member in ``up_ports`` with a session resumes it (see :meth:`Member.resume`) and
+        sends a LACPDU at once; one without a session starts as :meth:`set_link` starts it;
+        the others stay link-down. ``changes`` holds every resumed member's role.
+        """
+        up = set(up_ports)
+        resumed: list[Member] = []
+        for port, member in self.members.items():
+            if port not in up:
+                continue
+            session = sessions.get(port)
+            if session is not None and session.rx_state is not RxState.PORT_DISABLED:
+                member.resume(session, now)
+                resumed.append(member)
+            else:
+                member.set_link(True, now)
+        ids = collections.Counter(self._partner_id(m) for m in resumed if m.selected)
+        if ids:
+            self.partner_id = ids.most_common(1)[0][0]
+        update = self._settle(now, self.members.values(), reselect=True)
+        reported = {change.port for change in update.changes}
+        update.changes.extend(MemberChange(m.port, *self._roles[m.port]) for m in resumed if m.port not in reported)
+        return update
+
+    def reconfigure(self, settings: BondSettings, ports: Iterable[int], now: float) -> Update:
+        """Apply new settings and member ports as a diff; raises ValueError if the key differs.
+
+        Added members start link-down. A removed member leaves with a last LACPDU (Sync,
+        Collecting and Distributing cleared) and, unless it had none, the loss of its role.
+        Priorities, rate, mode and min_links change in place: no member resets.
+        """
+        if settings.key != self.settings.key:
+            raise ValueError(f"key {settings.key} is not the bond's key {self.settings.key}: a new bond")
+        wanted = set(ports)
+        if settings == self.settings and wanted == set(self.members):
+            return Update()
+        update = Update(session_changed=True)
+        for port in [p for p in self.members if p not in wanted]:
+            member = self.members.pop(port)
+            if member.link_up:
+                update.transmit.append(Transmit(port, member.leaving_pdu()))
+            if self._roles.pop(port) != (False, False):
+                update.changes.append(MemberChange(port, False, False))
+            self._selection_keys.pop(port, None)
+            self._last_frame.pop(port, None)
+        self.settings = settings
+        for port, member in self.members.items():
+            member.reconfigure(self._actor_config(port), now)
+        for port in wanted.difference(self.members):
+            self.members[port] = Member(self._actor_config(port))
+            self._roles[port] = (False, False)
+        self.members = dict(sorted(self.members.items()))
+        update.extend(self._settle(now, self.members.values(), reselect=True))
         return update
 
     # ---- views -----------------------------------------------------------
@@ -182,12 +267,17 @@ class LacpBond:
             return (
                 f"partner {self._partner_id(member)} differs from the aggregator's partner {self.partner_id}"
             )
+        if member.standby:
+            ready = sum(1 for m in self.members.values() if m.selected)
+            return f"bond below min_links ({ready} of {self.settings.min_links} members can aggregate): standby"
         if member.rx_state is RxState.EXPIRED:
             return "partner LACPDUs expired"
         if member.mux is MuxState.WAITING:
             return "aggregate wait"
         if not member.partner_matched:
             return "partner has not yet seen our actor information"
+        if member.awaiting_fresh_echo:
+            return "partner has not echoed our state since its LACPDUs expired (it may not hear us)"
         if not member.partner_sync:
             return "partner not in sync"
         if not member.distributing:
@@ -235,24 +325,38 @@ class LacpBond:
             order = {pid: -min(m.port for m in candidates if self._partner_id(m) == pid) for pid in ids}
             self.partner_id = max(ids, key=lambda pid: (ids[pid], order[pid]), default=None)
         chosen = {m.port for m in candidates if self._partner_id(m) == self.partner_id}
+        short = len(chosen) < self.settings.min_links
         held = []
         for member in self.members.values():
-            member.selected = member.port in chosen
+            selected = member.port in chosen
+            standby = selected and short
+            if selected is not member.selected or standby is not member.standby:
+                member.selected, member.standby = selected, standby
+                member.session_dirty = True
             keys[member.port] = self._selection_key(member)
             if member.selected and member.port in changed:
                 member.selected = False
                 held.append(member)
         return held
 
-    def _settle(self, now: float, touched: Collection[Member]) -> Update:
+    def _renegotiate(self, member: Member, now: float) -> None:
+        """A resumed member's partner did not confirm the session: unselected for this event
+        (its mux detaches), then selected afresh by the next :meth:`_settle`."""
+        member.resume_refused = False
+        member.selected = member.standby = False
+        member.run_mux(now)
+        self._selection_keys.pop(member.port, None)
+
+    def _settle(self, now: float, touched: Collection[Member], reselect: bool = False) -> Update:
         """Bring the bond to rest after events on ``touched`` members.
 
         Work is limited to those members unless the aggregator's selection or the
-        bond's min_links state changes, which concern every member.
+        bond's min_links state changes, which concern every member; ``reselect`` runs
+        selection and min_links over every member whatever changed (new settings, resume).
         """
         everyone = self.members.values()
         rewired: list[Member] = []
-        if any(self._selection_keys.get(m.port) != self._selection_key(m) for m in touched):
+        if reselect or any(self._selection_keys.get(m.port) != self._selection_key(m) for m in touched):
             rewired = self._select(touched)
             touched = everyone
         mux_moved = False
@@ -266,7 +370,7 @@ class LacpBond:
                 member.run_mux(now)
             mux_moved = True
         up = self._up
-        if mux_moved:  # only a mux move changes how many members distribute
+        if mux_moved or reselect:  # only a mux move (or min_links) changes whether the bond is up
             up = self.is_up()
             if up != self._up:
                 self._up = up
@@ -282,6 +386,9 @@ class LacpBond:
             pdu = member.poll_transmit(now)
             if pdu is not None:
                 update.transmit.append(Transmit(member.port, pdu))
+            if member.session_dirty:
+                member.session_dirty = False
+                update.session_changed = True
             deadline = min(deadline, member.next_deadline())
         self._deadline = deadline
         return update

@@ -17,6 +17,16 @@ Rules this module keeps (802.1AX-2008 clause 5.4):
   shows that it recorded our actor information with Synchronization, or
   ``SYNC_GUARD_TIME`` after our first LACPDU carrying Sync and Collecting went
   out, whichever comes first (see ``SYNC_GUARD_TIME``).
+- STANDBY (set by the bond while fewer than min_links members could aggregate):
+  the mux goes no further than WAITING and leaves ATTACHED and above for
+  DETACHED, so our Sync bit is off and the partner stops using the member.
+- After current_while runs out, the member returns to COLLECTING only once a
+  partner LACPDU echoes an actor state we transmitted since (Sync aside): a
+  partner that cannot hear us keeps echoing our old state, and must not bring
+  the member back (a one-way failure would otherwise flap it in and out).
+- A session (:class:`MemberSession`) is what a member needs to carry on after a
+  controller restart: :meth:`Member.resume` restores it, and the partner's first
+  LACPDU confirms it or sends the member back to negotiate from scratch.
 
 Selection is decided by the bond (``ryu_lag.lacp.bond``), which sets
 ``selected``; nothing here reads a clock: every method takes ``now``.
@@ -29,8 +39,9 @@ import dataclasses
 import enum
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
-from ryu_lag.lacp.pdu import NULL_PORT_INFO, STATE_BY_OCTET, Lacpdu, LacpState, PortInfo
+from ryu_lag.lacp.pdu import NULL_PORT_INFO, STATE_BY_OCTET, Lacpdu, LacpState, PortInfo, mac_to_bytes, mac_to_str
 
 FAST_PERIODIC_TIME = 1.0
 SLOW_PERIODIC_TIME = 30.0
@@ -61,6 +72,7 @@ _COLLECTING = int(LacpState.COLLECTING)
 _DISTRIBUTING = int(LacpState.DISTRIBUTING)
 _DEFAULTED = int(LacpState.DEFAULTED)
 _EXPIRED = int(LacpState.EXPIRED)
+_ATTACHED_BITS = _SYNCHRONIZATION | _COLLECTING | _DISTRIBUTING
 
 
 class Mode(enum.Enum):
@@ -113,6 +125,124 @@ class Counters:
     last_rx: float | None = None
 
 
+_PORT_INFO_FIELDS = ("system_priority", "system", "key", "port_priority", "port", "state")
+_SESSION_FIELDS = (
+    "partner",
+    "partner_matched",
+    "partner_has_our_sync",
+    "selected",
+    "standby",
+    "mux",
+    "rx_state",
+    "actor_state",
+    "post_expiry_states",
+)
+
+
+def _field_int(data: dict[str, Any], name: str, maximum: int) -> int:
+    value = data[name]
+    if type(value) is not int or not 0 <= value <= maximum:
+        raise ValueError(f"{name}: not an integer from 0 to {maximum}: {value!r}")
+    return value
+
+
+def _field_bool(data: dict[str, Any], name: str) -> bool:
+    value = data[name]
+    if type(value) is not bool:
+        raise ValueError(f"{name}: not a boolean: {value!r}")
+    return value
+
+
+def _field_dict(data: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: not an object: {data!r}")
+    if set(data) != set(names):
+        raise ValueError(f"{what}: fields {sorted(map(str, data))}, expected {sorted(names)}")
+    return data
+
+
+def _port_info_from_dict(data: Any) -> PortInfo:
+    data = _field_dict(data, "partner", _PORT_INFO_FIELDS)
+    system = data["system"]
+    if not isinstance(system, str):
+        raise ValueError(f"system: not a MAC address: {system!r}")
+    return PortInfo(
+        _field_int(data, "system_priority", 0xFFFF),
+        mac_to_str(mac_to_bytes(system)),
+        _field_int(data, "key", 0xFFFF),
+        _field_int(data, "port_priority", 0xFFFF),
+        _field_int(data, "port", 0xFFFF),
+        STATE_BY_OCTET[_field_int(data, "state", 0xFF)],
+    )
+
+
+@dataclass(frozen=True)
+class MemberSession:
+    """What a member needs to carry on its LACP session through a controller restart.
+
+    ``post_expiry_states``: while the member awaits the partner's echo of a state sent
+    since its last expiry, the state octets sent since then; ``None`` otherwise.
+    ``actor_state`` is our state octet when the session was taken, for the record.
+    """
+
+    partner: PortInfo
+    partner_matched: bool
+    partner_has_our_sync: bool
+    selected: bool
+    standby: bool
+    mux: MuxState
+    rx_state: RxState
+    actor_state: int
+    post_expiry_states: tuple[int, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: enums by value, state octets as integers."""
+        p = self.partner
+        return {
+            "partner": {
+                "system_priority": p.system_priority,
+                "system": p.system,
+                "key": p.key,
+                "port_priority": p.port_priority,
+                "port": p.port,
+                "state": int(p.state),
+            },
+            "partner_matched": self.partner_matched,
+            "partner_has_our_sync": self.partner_has_our_sync,
+            "selected": self.selected,
+            "standby": self.standby,
+            "mux": self.mux.value,
+            "rx_state": self.rx_state.value,
+            "actor_state": self.actor_state,
+            "post_expiry_states": None if self.post_expiry_states is None else list(self.post_expiry_states),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> MemberSession:
+        """The session :meth:`to_dict` gave; raises ValueError on anything else."""
+        data = _field_dict(data, "session", _SESSION_FIELDS)
+        try:
+            mux, rx_state = MuxState(data["mux"]), RxState(data["rx_state"])
+        except (TypeError, ValueError) as exc:  # TypeError: an unhashable value
+            raise ValueError(f"bad mux or rx_state: {data['mux']!r}, {data['rx_state']!r}") from exc
+        states = data["post_expiry_states"]
+        if states is not None:
+            if not isinstance(states, list):
+                raise ValueError(f"post_expiry_states: not a list: {states!r}")
+            states = tuple(_field_int({"state": s}, "state", 0xFF) for s in states)
+        return cls(
+            partner=_port_info_from_dict(data["partner"]),
+            partner_matched=_field_bool(data, "partner_matched"),
+            partner_has_our_sync=_field_bool(data, "partner_has_our_sync"),
+            selected=_field_bool(data, "selected"),
+            standby=_field_bool(data, "standby"),
+            mux=mux,
+            rx_state=rx_state,
+            actor_state=_field_int(data, "actor_state", 0xFF),
+            post_expiry_states=states,
+        )
+
+
 @dataclass(slots=True)
 class Member:
     """The LACP actor of one bond member.
@@ -123,25 +253,38 @@ class Member:
     config: ActorConfig
     link_up: bool = False
     selected: bool = False
+    standby: bool = False  # selected, but the bond is below min_links: no further than WAITING (set by the bond)
     enabled: bool = False  # distributing and the bond meets min_links (set by the bond)
     rx_state: RxState = RxState.PORT_DISABLED
     mux: MuxState = MuxState.DETACHED
     partner: PortInfo = DEFAULT_PARTNER
     partner_matched: bool = False  # the partner's view of us equals our actor info
     partner_has_our_sync: bool = False  # ... and, in the partner's latest PDU, shows our Sync
+    session_dirty: bool = False  # a session field changed since the bond last looked (the bond clears it)
+    resume_refused: bool = False  # the first LACPDU after resume did not confirm the session (the bond clears it)
     counters: Counters = field(default_factory=Counters)
     _current_while: float = math.inf
     _wait_while: float = math.inf
+    _waited: bool = False  # wait_while ran out while WAITING (held there by STANDBY)
     _next_periodic: float = math.inf
     _sync_guard: float = math.inf  # runs from our first Sync+Collecting PDU until SYNC_GUARD_TIME later
     _sync_assumed: bool = False  # the guard ran out, or we distributed, since ATTACHED -> COLLECTING
     _ntt: bool = False
     _tx_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=MAX_TX_PER_FAST_PERIOD))
     _last_actor_state: int | None = None
+    # Since current_while last ran out: the state octets we sent, Sync cleared; None once the
+    # partner echoed one of them (or before any expiry).
+    _post_expiry: set[int] | None = None
+    _resumed_partner: PortInfo | None = None  # resumed, until the first LACPDU confirms or refuses it
+    _previous_actor_id: tuple[int, str, int, int, int] | None = None  # before reconfigure, accepted ...
+    _previous_until: float = -math.inf  # ... in the partner's view of us until then
     _config_state: int = field(init=False, repr=False)  # the state bits our configuration fixes
     _actor_id: tuple[int, str, int, int, int] = field(init=False, repr=False)  # our actor info but the state
 
     def __post_init__(self) -> None:
+        self._apply_config()
+
+    def _apply_config(self) -> None:
         c = self.config
         self._config_state = (
             _AGGREGATION | (_ACTIVITY if c.mode is Mode.ACTIVE else 0) | (_TIMEOUT if c.rate is Rate.FAST else 0)
@@ -160,7 +303,13 @@ class Member:
 
     @property
     def partner_sync(self) -> bool:
-        return self.partner_matched and bool(int(self.partner.state) & _SYNCHRONIZATION)
+        """The partner is in sync with us, and has echoed us since our last expiry."""
+        return self.partner_matched and bool(int(self.partner.state) & _SYNCHRONIZATION) and self._post_expiry is None
+
+    @property
+    def awaiting_fresh_echo(self) -> bool:
+        """Expired, and no partner LACPDU since has echoed a state we sent after the expiry."""
+        return self._post_expiry is not None
 
     @property
     def partner_collecting(self) -> bool:
@@ -211,8 +360,81 @@ class Member:
         return FAST_PERIODIC_TIME if int(self.partner.state) & _TIMEOUT else SLOW_PERIODIC_TIME
 
     def lacp_timeout_seconds(self) -> float:
-        """The timeout now running: 0 before any LACPDU, else ours (3 or 90 s)."""
-        return self.timeout if self.counters.last_rx is not None else 0.0
+        """The timeout now running: 0 before any partner is known, else ours (3 or 90 s)."""
+        return self.timeout if self.counters.last_rx is not None or self.rx_state is RxState.CURRENT else 0.0
+
+    # ---- sessions and configuration -------------------------------------
+    def session(self) -> MemberSession:
+        """What this member needs to carry on after a controller restart."""
+        post_expiry = None if self._post_expiry is None else tuple(sorted(self._post_expiry))
+        return MemberSession(
+            partner=self.partner,
+            partner_matched=self.partner_matched,
+            partner_has_our_sync=self.partner_has_our_sync,
+            selected=self.selected,
+            standby=self.standby,
+            mux=self.mux,
+            rx_state=self.rx_state,
+            actor_state=self._state_bits(),
+            post_expiry_states=post_expiry,
+        )
+
+    def resume(self, session: MemberSession, now: float) -> None:
+        """Link up, carrying on ``session``: its partner, receive state, selection and mux.
+
+        current_while restarts from ``now``; a LACPDU goes out at the next poll. The first
+        LACPDU received confirms the session or sets :attr:`resume_refused`.
+        """
+        self.link_up = True
+        self.partner = session.partner
+        self.partner_matched = session.partner_matched
+        self.partner_has_our_sync = session.partner_has_our_sync
+        self.selected = session.selected
+        self.standby = session.standby
+        self.rx_state = session.rx_state
+        self.mux = session.mux
+        if session.rx_state is RxState.CURRENT:
+            self._current_while = now + self.timeout
+            self._resumed_partner = session.partner
+        elif session.rx_state is RxState.EXPIRED:
+            self._current_while = now + SHORT_TIMEOUT_TIME
+            self._resumed_partner = session.partner
+        else:  # DEFAULTED: no partner to confirm
+            self._current_while = math.inf
+        self._wait_while = now + AGGREGATE_WAIT_TIME if session.mux is MuxState.WAITING else math.inf
+        self._sync_assumed = session.mux is MuxState.DISTRIBUTING  # as entering DISTRIBUTING does
+        states = session.post_expiry_states
+        self._post_expiry = None if states is None else {s & ~_SYNCHRONIZATION for s in states}
+        self._next_periodic = now
+        self._ntt = True
+        self.session_dirty = True
+
+    def reconfigure(self, config: ActorConfig, now: float) -> None:
+        """Take new priorities, mode or rate in place; the next LACPDU carries them at once.
+
+        The partner's view of our previous actor information still matches us until it
+        echoes the new one or one timeout passes (its PDUs in flight were sent before it
+        saw our change). Our running receive timeout follows the new rate.
+        """
+        if config == self.config:
+            return
+        old_id, old_timeout = self._actor_id, self.timeout
+        self.config = config
+        self._apply_config()
+        if self._actor_id != old_id:
+            self._previous_actor_id = old_id
+            self._previous_until = now + self.timeout
+        if self.timeout != old_timeout and self.rx_state is RxState.CURRENT:
+            self._current_while = now + self.timeout
+        self._ntt = True
+        self.session_dirty = True
+
+    def leaving_pdu(self) -> Lacpdu:
+        """Our last LACPDU as the member leaves the bond: Sync, Collecting and Distributing cleared."""
+        self.counters.tx += 1
+        state = STATE_BY_OCTET[self._state_bits() & ~_ATTACHED_BITS]
+        partner = self.partner if self.rx_state is not RxState.DEFAULTED else NULL_PORT_INFO
+        return Lacpdu(actor=PortInfo(*self._actor_id, state), partner=partner)
 
     # ---- receive machine -----------------------------------------------
     def set_link(self, up: bool, now: float) -> None:
@@ -224,6 +446,7 @@ class Member:
         else:
             self._set_rx(RxState.PORT_DISABLED)
             self._current_while = math.inf
+            self._resumed_partner = None
             self._clear_partner_sync()
 
     def receive(self, pdu: Lacpdu, now: float) -> None:
@@ -233,25 +456,52 @@ class Member:
         counters.last_rx = now
         if not self.link_up:
             return
-        partner_was_fast = int(self.partner.state) & _TIMEOUT
+        old = self.partner
+        partner_was_fast = int(old.state) & _TIMEOUT
         self.partner = actor = pdu.actor
+        if actor is not old and actor != old:
+            self.session_dirty = True
         view = pdu.partner  # the partner's view of us
         view_state = int(view.state)
-        self.partner_matched = matched = (
-            view.system_priority,
-            view.system,
-            view.key,
-            view.port_priority,
-            view.port,
-        ) == self._actor_id and bool(view_state & _AGGREGATION)
-        self.partner_has_our_sync = matched and bool(view_state & _SYNCHRONIZATION)
+        view_id = (view.system_priority, view.system, view.key, view.port_priority, view.port)
+        if view_id == self._actor_id:
+            known = True
+            if self._previous_actor_id is not None:
+                self._previous_actor_id = None  # the partner has our new actor info
+        else:
+            known = self._previous_actor_id is not None and view_id == self._previous_actor_id and now < self._previous_until
+        matched = known and bool(view_state & _AGGREGATION)
+        has_our_sync = matched and bool(view_state & _SYNCHRONIZATION)
+        if matched != self.partner_matched or has_our_sync != self.partner_has_our_sync:
+            self.partner_matched = matched
+            self.partner_has_our_sync = has_our_sync
+            self.session_dirty = True
         if not matched or view_state != self._state_bits():
             self._ntt = True  # the partner's view of us is stale
+        if self._post_expiry is not None and matched and view_state & ~_SYNCHRONIZATION in self._post_expiry:
+            self._post_expiry = None  # the partner hears us again
+            self.session_dirty = True
+        if self._resumed_partner is not None:
+            self._confirm_resumed(actor, matched)
         self._set_rx(RxState.CURRENT)
         self._current_while = now + self.timeout
         partner_went_fast = int(actor.state) & _TIMEOUT and not partner_was_fast
         if partner_went_fast or self._next_periodic == math.inf:
             self._next_periodic = now
+
+    def _confirm_resumed(self, actor: PortInfo, matched: bool) -> None:
+        """The first LACPDU after resume: the same partner port, which knows us, or renegotiate."""
+        was = self._resumed_partner
+        self._resumed_partner = None
+        same = (actor.system_priority, actor.system, actor.key, actor.port_priority, actor.port) == (
+            was.system_priority,
+            was.system,
+            was.key,
+            was.port_priority,
+            was.port,
+        )
+        if not (same and matched):
+            self.resume_refused = True
 
     def bad_pdu(self) -> None:
         self.counters.bad_rx += 1
@@ -276,6 +526,7 @@ class Member:
         if state is not self.rx_state:
             self.rx_state = state
             self.counters.transitions += 1
+            self.session_dirty = True
 
     def run_timers(self, now: float) -> None:
         """Expire the receive machine's current_while timer and the sync guard when due."""
@@ -286,6 +537,7 @@ class Member:
             return
         if self.rx_state is RxState.CURRENT:
             self.counters.expirations += 1
+            self._post_expiry = set()  # until the partner echoes what we send from now on
             self._enter_expired(now)
         elif self.rx_state is RxState.EXPIRED:
             self._set_rx(RxState.DEFAULTED)
@@ -300,15 +552,20 @@ class Member:
         while True:
             nxt = self._mux_next(now)
             if nxt is None:
-                return
+                break
             self.mux = nxt
             self.counters.transitions += 1
+            self.session_dirty = True
             self._wait_while = now + AGGREGATE_WAIT_TIME if nxt is MuxState.WAITING else math.inf
+            self._waited = False
             self._sync_guard = math.inf  # armed by poll_transmit, only while COLLECTING
             if nxt is MuxState.DISTRIBUTING:
                 self._sync_assumed = True  # back from COLLECTING, the partner still has our Sync
             elif nxt is not MuxState.COLLECTING:
                 self._sync_assumed = False  # ATTACHED or below: the next COLLECTING asks again
+        if now >= self._wait_while:  # held in WAITING by STANDBY: the wait is over, the timer stops
+            self._wait_while = math.inf
+            self._waited = True
 
     def _mux_next(self, now: float) -> MuxState | None:
         mux, selected = self.mux, self.selected
@@ -317,18 +574,20 @@ class Member:
         if mux is MuxState.WAITING:
             if not selected:
                 return MuxState.DETACHED
-            return MuxState.ATTACHED if now >= self._wait_while else None
+            if self.standby:
+                return None
+            return MuxState.ATTACHED if self._waited or now >= self._wait_while else None
         if mux is MuxState.ATTACHED:
-            if not selected:
+            if not selected or self.standby:
                 return MuxState.DETACHED
             return MuxState.COLLECTING if self.partner_sync else None
         if mux is MuxState.COLLECTING:
-            if not selected or not self.partner_sync:
+            if not selected or self.standby or not self.partner_sync:
                 return MuxState.ATTACHED
             if self.partner_collecting and self.partner_may_take_frames(now):
                 return MuxState.DISTRIBUTING
             return None
-        if not selected or not self.partner_sync or not self.partner_collecting:
+        if not selected or self.standby or not self.partner_sync or not self.partner_collecting:
             return MuxState.COLLECTING
         return None
 
@@ -343,6 +602,7 @@ class Member:
         if state != self._last_actor_state:
             self._last_actor_state = state
             self._ntt = True
+            self.session_dirty = True
         if not self.periodic_enabled():
             self._next_periodic = math.inf
             self._ntt = False
@@ -359,8 +619,12 @@ class Member:
         self.counters.tx += 1
         if self.mux is MuxState.COLLECTING and self._sync_guard == math.inf and not self._sync_assumed:
             self._sync_guard = now + SYNC_GUARD_TIME  # our first Sync+Collecting PDU since attaching
+        post_expiry = self._post_expiry
+        if post_expiry is not None and state & ~_SYNCHRONIZATION not in post_expiry:
+            post_expiry.add(state & ~_SYNCHRONIZATION)
+            self.session_dirty = True
         partner = self.partner if self.rx_state is not RxState.DEFAULTED else NULL_PORT_INFO
-        return Lacpdu(actor=self.actor_info(), partner=partner)
+        return Lacpdu(actor=PortInfo(*self._actor_id, STATE_BY_OCTET[state]), partner=partner)
 
     def _periodic_after(self, now: float) -> float:
         """When the periodic timer, which expired at ``_next_periodic``, expires next.
