@@ -40,7 +40,7 @@ _OFPIT_GOTO_TABLE, _OFPIT_WRITE_METADATA, _OFPIT_APPLY_ACTIONS, _OFPIT_METER = 1
 _OFPTT_ALL = 0xFF
 _OFPFF_SEND_FLOW_REM = 1
 _OFPGT_ALL, _OFPGT_SELECT = 0, 1
-_OFPMC_ADD, _OFPMC_DELETE = 0, 2
+_METER_COMMANDS = {of.MeterCommand.ADD: 0, of.MeterCommand.MODIFY: 1, of.MeterCommand.DELETE: 2}
 _OFPMF_PKTPS, _OFPMF_BURST = 2, 4
 _OFPMBT_DROP = 1
 _ALL_ONES = (1 << 64) - 1
@@ -79,6 +79,7 @@ def match(m: of.Match) -> bytes:
         fields += _OXM_ETH.pack(_ETH_SRC, _mac(m.eth_src))
     if m.eth_type is not None:
         fields += _OXM_ETH_TYPE.pack(_ETH_TYPE, m.eth_type)
+    fields += m.other_oxm
     length = _MATCH_HEADER.size + len(fields)
     return _MATCH_HEADER.pack(_OFPMT_OXM, length) + fields + bytes(_pad8(length))
 
@@ -110,7 +111,14 @@ def _message(msg_type: int, body: bytes, xid: int) -> bytes:
     return _HEADER.pack(OFP_VERSION, msg_type, _HEADER.size + len(body), xid) + body
 
 
+def _refuse_unreadable(msg: of.FlowMod | of.GroupMod | of.MeterMod) -> None:
+    if msg.unreadable:
+        raise ValueError(f"cannot encode an entry read back with unreadable parts: {msg!r}")
+
+
 def _flow_mod(msg: of.FlowMod) -> bytes:
+    if msg.command is of.FlowCommand.ADD:
+        _refuse_unreadable(msg)
     fixed = _FLOW_MOD.pack(
         msg.cookie,
         msg.cookie_mask,
@@ -138,6 +146,8 @@ def _group_bucket(group_id: int) -> bytes:
 
 
 def _group_mod(msg: of.GroupMod) -> bytes:
+    if msg.command is not of.GroupCommand.DELETE:
+        _refuse_unreadable(msg)
     if msg.group_type is of.GroupType.SELECT:
         buckets = [_output_bucket(p, 1, p) for p in msg.ports]
     else:  # weights are for SELECT groups only: Open vSwitch refuses an ALL group with one
@@ -148,10 +158,12 @@ def _group_mod(msg: of.GroupMod) -> bytes:
 
 
 def _meter_mod(msg: of.MeterMod) -> bytes:
+    command = _METER_COMMANDS[msg.command]
     if msg.command is of.MeterCommand.DELETE:
-        return _METER_MOD.pack(_OFPMC_DELETE, 0, msg.meter_id)
+        return _METER_MOD.pack(command, 0, msg.meter_id)
+    _refuse_unreadable(msg)
     band = _METER_BAND_DROP.pack(_OFPMBT_DROP, _METER_BAND_DROP.size, msg.rate_pps, msg.burst)
-    return _METER_MOD.pack(_OFPMC_ADD, _OFPMF_PKTPS | _OFPMF_BURST, msg.meter_id) + band
+    return _METER_MOD.pack(command, _OFPMF_PKTPS | _OFPMF_BURST, msg.meter_id) + band
 
 
 def _packet_out(msg: of.PacketOut) -> bytes:

@@ -52,6 +52,9 @@ class Match:
     eth_src: str | None = None
     eth_dst: str | None = None
     eth_type: int | None = None
+    other_oxm: bytes = b""
+    """Read back only: OXM TLVs of fields this model does not name (or names only unmasked),
+    as the switch reported them, so that a strict delete still names the exact flow."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,12 @@ Action = Output | Group
 
 @dataclass(frozen=True)
 class FlowMod:
-    """A flow table edit. ``actions`` are apply-actions; ``goto`` a goto-table."""
+    """A flow table edit. ``actions`` are apply-actions; ``goto`` a goto-table.
 
-    table: Table
+    ``table`` is a plain int only in a flow read back from a table ryu_lag does not use.
+    """
+
+    table: Table | int
     priority: int
     match: Match
     command: FlowCommand = FlowCommand.ADD
@@ -91,6 +97,8 @@ class FlowMod:
     notify_removal: bool = False
     out_port: int = OFPP_ANY
     out_group: int = OFPG_ANY
+    unreadable: str = ""
+    """Read back only: what the switch reported that this model cannot say (never sent)."""
 
 
 class GroupType(enum.Enum):
@@ -111,21 +119,26 @@ class GroupMod:
     ports: tuple[int, ...] = ()
     group_type: GroupType = GroupType.SELECT
     groups: tuple[int, ...] = ()
+    unreadable: str = ""
+    """Read back only: what the switch reported that this model cannot say (never sent)."""
 
 
 class MeterCommand(enum.Enum):
     ADD = "add"
+    MODIFY = "modify"
     DELETE = "delete"
 
 
 @dataclass(frozen=True)
 class MeterMod:
-    """Add a packets-per-second meter (drop band), or delete a meter."""
+    """Add (or modify) a packets-per-second meter with one drop band, or delete a meter."""
 
     meter_id: int
     rate_pps: int = 0
     burst: int = 0
     command: MeterCommand = MeterCommand.ADD
+    unreadable: str = ""
+    """Read back only: what the switch reported that this model cannot say (never sent)."""
 
 
 @dataclass(frozen=True)
@@ -137,3 +150,18 @@ class PacketOut:
 
 
 Message = FlowMod | GroupMod | MeterMod | PacketOut
+
+
+@dataclass(frozen=True)
+class ObservedSwitch:
+    """What a switch reported having, each entry as the ADD that would create it (no counters).
+
+    ``flows``: the flows whose cookie ``switching.COOKIE_MASK`` selects as ours; ``groups``
+    and ``meters``: every group and meter, other applications' included. An entry the
+    model cannot fully say carries ``unreadable`` (or a match ``other_oxm``), so it never
+    equals an entry ryu_lag wants.
+    """
+
+    flows: tuple[FlowMod, ...] = ()
+    groups: tuple[GroupMod, ...] = ()
+    meters: tuple[MeterMod, ...] = ()

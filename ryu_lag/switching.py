@@ -49,8 +49,6 @@ from dataclasses import dataclass
 from ryu_lag.config import MAX_MEMBER_PORT
 from ryu_lag.openflow import (
     ETH_TYPE_SLOW,
-    OFPG_ALL,
-    OFPM_ALL,
     OFPP_CONTROLLER,
     SLOW_PROTOCOLS_MAC,
     FlowCommand,
@@ -63,6 +61,7 @@ from ryu_lag.openflow import (
     Message,
     MeterCommand,
     MeterMod,
+    ObservedSwitch,
     Output,
     Table,
 )
@@ -77,13 +76,18 @@ _ALL_BITS = (1 << 64) - 1
 
 BOND_BASE = 1 << 32
 """A bond's logical id is ``BOND_BASE | group_id``; a plain port's is its port number."""
-BOND_GROUP_MAX = 0x00FF_FFFF
-"""Bonds' SELECT groups have ids 0..BOND_GROUP_MAX."""
-FLOOD_FROM_BASE = 0x0100_0000
-"""``FLOOD_FROM_BASE | g`` is the ALL group flooding frames that came in on bond ``g``."""
-FLOOD_PLAIN = 0x0200_0000
+OUR_IDS = 0x4C41_0000
+"""The block of group ids and of meter ids that are ryu_lag's ("LA" in the top two bytes):
+``OUR_IDS`` to ``OUR_IDS | 0xFFFF``. Other applications' small ids never fall in it."""
+_ID_BLOCK_MASK = 0xFFFF_0000
+BOND_GROUP_MIN = OUR_IDS | 0x0001
+BOND_GROUP_MAX = OUR_IDS | 0x7FFF
+"""Bonds' SELECT groups have ids BOND_GROUP_MIN..BOND_GROUP_MAX (the service hands out the smallest free)."""
+_FLOOD_FROM = 0x8000
+"""``g | _FLOOD_FROM`` is the ALL group flooding frames that came in on bond ``g``."""
+FLOOD_PLAIN = OUR_IDS
 """The ALL group outputting to every plain port."""
-FLOOD_ALL = 0x0200_0001
+FLOOD_ALL = OUR_IDS | _FLOOD_FROM
 """The ALL group chaining FLOOD_PLAIN and every distributing bond: floods from plain ports."""
 MIN_LACP_METER_PPS = 3
 """The lowest LACP meter rate: 802.1AX lets an actor send 3 LACPDUs in a second."""
@@ -94,9 +98,20 @@ DEFAULT_LACP_METER_PPS = 20
 def lacp_meter(port: int) -> int:
     """The meter limiting the LACP punts of member ``port``, when the switch has meters.
 
-    Member ports are at most ``MAX_MEMBER_PORT`` (LACP carries 16 bits), far below OFPM_MAX.
+    Member ports are at most ``MAX_MEMBER_PORT`` (LACP carries 16 bits), so the ids fill the
+    low half-word of ``OUR_IDS``, below OFPM_MAX.
     """
-    return port
+    return OUR_IDS | port
+
+
+def is_our_group(group_id: int) -> bool:
+    """Whether a group id is in ryu_lag's block (any other group belongs to another application)."""
+    return group_id & _ID_BLOCK_MASK == OUR_IDS
+
+
+def is_our_meter(meter_id: int) -> bool:
+    """Whether a meter id is in ryu_lag's block (any other meter belongs to another application)."""
+    return meter_id & _ID_BLOCK_MASK == OUR_IDS
 
 
 _OFPP_MAX = 0xFFFFFF00  # highest physical port number
@@ -132,7 +147,7 @@ def bond_group(logical: int) -> int:
 
 def flood_from(group_id: int) -> int:
     """The id of the ALL group flooding frames that came in on the bond with this group id."""
-    return FLOOD_FROM_BASE | group_id
+    return group_id | _FLOOD_FROM
 
 
 def normalise_mac(mac: str) -> str:
@@ -191,6 +206,7 @@ class LagSwitch:
         self._present: set[int] = set()
         self._plain: set[int] = set()
         self._logical: dict[int, int] = {}  # every member, and every present plain port
+        self._leaving: set[int] = set()  # ports removed from a bond, until released: LACP punt, else drop
         self._bonds: dict[int, Bond] = {}
         self._distributing: set[int] = set()  # group ids of bonds with a distributing member
         self._macs: dict[str, int] = {}
@@ -216,43 +232,77 @@ class LagSwitch:
         """The logical port of a physical port: its bond's for a member, itself if plain."""
         return self._logical.get(port)
 
+    def leaving_ports(self) -> frozenset[int]:
+        """Ports removed from a bond and not released yet."""
+        return frozenset(self._leaving)
+
     # -- switch and ports ------------------------------------------------------------------
 
-    def startup(self, ports: Iterable[int], meters: bool) -> list[Message]:
-        """The switch connected: wipe our flows, all groups and meters, forget all state, install the pipeline."""
+    def resume(
+        self, ports: Iterable[int], meters: bool, bonds: Iterable[Bond], observed: ObservedSwitch | None
+    ) -> list[Message]:
+        """The switch (re)connected: take the desired state at once, return the fewest messages
+        turning what the switch has into it.
+
+        Desired: ``ports`` present, ``bonds`` with their members collecting and distributing
+        as given, and the MACs whose learned ETH_SRC flow ``observed`` holds on a logical port
+        that still exists (their flows are kept; a missing ETH_DST or hairpin flow is added).
+        Only our entries are touched: flows by cookie, groups and meters by id block. Order:
+        add missing and modify wrong meters, add missing groups, modify wrong groups, add
+        missing or wrong flows (an ADD replaces), strict-delete stale flows, delete stale
+        groups (chains first), delete stale meters. ``observed`` None (the switch could not be
+        read): delete our flows by cookie and the groups and meters we want by id, then install
+        everything. Raises ValueError for an inconsistent set of bonds, changing nothing.
+        """
+        by_group: dict[int, Bond] = {}
+        logical: dict[int, int] = {}
+        for bond in bonds:
+            _check_bond(bond.group_id, bond.members)
+            if bond.group_id in by_group:
+                raise ValueError(f"bond {bond.group_id} given twice")
+            if taken := sorted(bond.members & logical.keys()):
+                raise ValueError(f"bond {bond.group_id}: ports already in a bond: {taken}")
+            if stray := sorted((bond.collecting | bond.distributing) - bond.members):
+                raise ValueError(f"bond {bond.group_id}: collecting or distributing ports that are not members: {stray}")
+            by_group[bond.group_id] = bond
+            logical.update(dict.fromkeys(bond.members, bond.logical))
         self._present = {p for p in ports if _is_physical(p)}
-        self._plain = set(self._present)
-        self._logical = {p: p for p in self._present}
-        self._bonds = {}
-        self._distributing = set()
+        self._plain = self._present - logical.keys()
+        self._logical = {p: p for p in self._plain} | logical
+        self._leaving = set()
+        self._bonds = by_group
+        self._distributing = {g for g, bond in by_group.items() if bond.distributing}
+        self._metered = meters
         self._macs = {}
         self._macs_on = {}
-        self._flows = {}
+        chain = tuple(sorted(self._distributing))
         self._groups = {}
-        self._metered = meters
-        self._meters = set()
-        msgs: list[Message] = [
-            FlowMod(table, _PRIO_MISS, Match(), FlowCommand.DELETE, cookie=COOKIE, cookie_mask=COOKIE_MASK)
-            for table in Table
-        ]
-        msgs.append(GroupMod(GroupCommand.DELETE, OFPG_ALL))
-        if meters:
-            msgs.append(MeterMod(OFPM_ALL, command=MeterCommand.DELETE))  # a reconnect finds the old ones
-        return msgs + self._sync([_PIPELINE, *sorted(self._present)], [FLOOD_PLAIN, FLOOD_ALL])
+        for group_id in [*by_group, *map(flood_from, by_group), FLOOD_PLAIN, FLOOD_ALL]:
+            group = self._wanted_group(group_id, chain)
+            assert group is not None  # every bond and the two floods have one
+            self._groups[group_id] = group
+        self._flows = {}
+        for owner in [_PIPELINE, *self._logical, *(bond.logical for bond in by_group.values())]:
+            if wanted := self._wanted_flows(owner):
+                self._flows[owner] = {(f.table, f.priority, f.match): f for f in wanted}
+        self._meters = {p for p in self._logical if self._needs_meter(p)}
+        if observed is None:
+            return self._cold_start()
+        return self._reconcile(observed, self._recover_macs(observed.flows))
 
     def port_added(self, port: int) -> list[Message]:
         """A port appeared. It carries traffic as a plain port unless it is a bond member."""
         if not _is_physical(port) or port in self._present:
             return []
         self._present.add(port)
-        if port in self._logical:
-            return []  # a member stays a member; its flows do not depend on presence
+        if port in self._logical or port in self._leaving:
+            return []  # a member (or leaving port) stays one; its flows do not depend on presence
         self._plain.add(port)
         self._logical[port] = port
         return self._sync([port], [FLOOD_PLAIN])
 
     def port_removed(self, port: int) -> list[Message]:
-        """A port went away; MACs learned on it (as a plain port) are forgotten."""
+        """A port went away; MACs learned on it (as a plain port) are forgotten. A member or leaving port keeps its flows."""
         self._present.discard(port)
         if port not in self._plain:
             return []  # absent, or a member: a member keeps its flows
@@ -266,14 +316,9 @@ class LagSwitch:
     def add_bond(self, group_id: int, members: Iterable[int]) -> list[Message]:
         """Create a bond; its members stop being plain ports. Nothing distributes yet."""
         members = frozenset(members)
-        if not 0 <= group_id <= BOND_GROUP_MAX:
-            raise ValueError(f"group id {group_id} out of range 0..{BOND_GROUP_MAX}")
+        _check_bond(group_id, members)
         if group_id in self._bonds:
             raise ValueError(f"bond {group_id} already exists")
-        if not members:
-            raise ValueError(f"bond {group_id} has no members")
-        if bad := sorted(p for p in members if not 1 <= p <= MAX_MEMBER_PORT):
-            raise ValueError(f"bond {group_id}: not member ports (1..{MAX_MEMBER_PORT}): {bad}")
         if taken := sorted(p for p in members if is_bond(self._logical.get(p, 0))):
             raise ValueError(f"bond {group_id}: ports already in a bond: {taken}")
         bond = Bond(group_id, members)
@@ -285,6 +330,7 @@ class LagSwitch:
                 msgs += self._flush_logical(port)
             self._plain.difference_update(was_plain)
             groups.append(FLOOD_PLAIN)
+        self._leaving -= members
         self._logical.update(dict.fromkeys(members, bond.logical))
         return msgs + self._sync([*sorted(members), bond.logical], groups)
 
@@ -304,6 +350,53 @@ class LagSwitch:
             self._logical.update((p, p) for p in back)
             groups.append(FLOOD_PLAIN)
         return msgs + self._sync([*sorted(bond.members), bond.logical], groups)
+
+    def set_members(self, group_id: int, members: Iterable[int]) -> list[Message]:
+        """Change a live bond's members in place.
+
+        Added ports become members that neither collect nor distribute (LACP punt, else drop);
+        MACs learned on them as plain ports are forgotten. Removed ports leave the SELECT group
+        at once and become *leaving* (see ``release``): their LACPDUs still reach the
+        controller, every other frame is dropped. Members that stay keep their flows; the flood
+        groups chaining bonds change only if the bond loses its last distributing member.
+        """
+        bond = self._bond(group_id)
+        members = frozenset(members)
+        _check_bond(group_id, members)
+        added, removed = members - bond.members, bond.members - members
+        if taken := sorted(p for p in added if is_bond(self._logical.get(p, 0))):
+            raise ValueError(f"bond {group_id}: ports already in a bond: {taken}")
+        if not added and not removed:
+            return []
+        new = Bond(group_id, members, bond.collecting & members, bond.distributing & members)
+        self._bonds[group_id] = new
+        groups = [group_id] if new.distributing != bond.distributing else []
+        if bond.distributing and not new.distributing:
+            self._distributing.discard(group_id)
+            groups += self._chains()
+        msgs: list[Message] = []
+        if was_plain := sorted(added & self._plain):
+            for port in was_plain:
+                msgs += self._flush_logical(port)
+            self._plain.difference_update(was_plain)
+            groups.append(FLOOD_PLAIN)
+        self._leaving = (self._leaving - added) | removed
+        for port in removed:
+            del self._logical[port]
+        self._logical.update(dict.fromkeys(added, new.logical))
+        return msgs + self._sync(sorted(added | removed), groups)
+
+    def release(self, port: int) -> list[Message]:
+        """A leaving port becomes a plain port (if present), as if it had never been a member.
+        Any other port: nothing to do."""
+        if port not in self._leaving:
+            return []
+        self._leaving.discard(port)
+        if port not in self._present:
+            return self._sync([port], [])
+        self._plain.add(port)
+        self._logical[port] = port
+        return self._sync([port], [FLOOD_PLAIN])
 
     def set_member(self, group_id: int, port: int, collecting: bool, distributing: bool) -> list[Message]:
         """Set whether a member collects and distributes; edits only its ingress rule and the group
@@ -382,6 +475,75 @@ class LagSwitch:
         """The groups that chain the distributing bonds: FLOOD_ALL and every bond's FLOOD_FROM."""
         return [FLOOD_ALL, *(flood_from(g) for g in self._bonds)]
 
+    def _needs_meter(self, port: int) -> bool:
+        """Whether a port punts LACPDUs through its own meter: a member or leaving port, on a switch with meters."""
+        return self._metered and (port in self._leaving or is_bond(self._logical.get(port, 0)))
+
+    def _recover_macs(self, flows: Iterable[FlowMod]) -> list[FlowMod]:
+        """Learn the MACs of the well-formed learned ETH_SRC flows in ``flows`` whose logical port
+        exists (one per MAC); return every learned flow they should have."""
+        for flow in sorted((f for f in flows if f.table == Table.ETH_SRC and f.priority == _PRIO_LEARNED),
+                           key=lambda f: (f.cookie, f.match.eth_src or "")):
+            logical, mac = flow.match.metadata, flow.match.eth_src
+            if logical is None or mac is None or flow.match != Match(metadata=logical, eth_src=mac):
+                continue
+            if flow.cookie != _learned_cookie(logical) or mac in self._macs or not _is_unicast(mac):
+                continue
+            if logical in self._plain or (is_bond(logical) and bond_group(logical) in self._bonds):
+                self._macs[mac] = logical
+                self._macs_on.setdefault(logical, set()).add(mac)
+        return [flow for mac, logical in self._macs.items() for flow in self._learn_flows(logical, mac)]
+
+    def _wanted_meter(self, port: int) -> MeterMod:
+        return MeterMod(lacp_meter(port), self.lacp_meter_pps, self.lacp_meter_pps)
+
+    def _reconcile(self, observed: ObservedSwitch, learned: list[FlowMod]) -> list[Message]:
+        """The messages turning ``observed`` into the model (static flows, learned flows, groups, meters)."""
+        have_meters = {m.meter_id: m for m in observed.meters if is_our_meter(m.meter_id)}
+        want_meters = {lacp_meter(p): self._wanted_meter(p) for p in sorted(self._meters)}
+        meter_sets: list[Message] = [
+            m if m.meter_id not in have_meters else dataclasses.replace(m, command=MeterCommand.MODIFY)
+            for meter_id, m in want_meters.items() if have_meters.get(meter_id) != m
+        ]
+        meter_deletes: list[Message] = [
+            MeterMod(meter_id, command=MeterCommand.DELETE) for meter_id in sorted(have_meters.keys() - want_meters)
+        ]
+        have_groups = {g.group_id: g for g in observed.groups if is_our_group(g.group_id)}
+        group_adds: list[Message] = []
+        group_changes: list[Message] = []
+        for group_id in sorted(self._groups, key=_group_rank):
+            want, have = self._groups[group_id], have_groups.get(group_id)
+            if have is None:
+                group_adds.append(want)
+            elif have != want:
+                group_changes.append(dataclasses.replace(want, command=GroupCommand.MODIFY))
+        group_deletes: list[Message] = [
+            GroupMod(GroupCommand.DELETE, group_id, group_type=have_groups[group_id].group_type)
+            for group_id in sorted(have_groups.keys() - self._groups.keys(), key=_group_rank, reverse=True)
+        ]
+        want_flows = {key: f for flows in self._flows.values() for key, f in flows.items()}
+        want_flows.update(((f.table, f.priority, f.match), f) for f in learned)
+        have_flows = {(f.table, f.priority, f.match): f for f in observed.flows if f.cookie & COOKIE_MASK == COOKIE}
+        flow_adds: list[Message] = [f for key, f in want_flows.items() if have_flows.get(key) != f]
+        flow_deletes: list[Message] = [
+            FlowMod(f.table, f.priority, f.match, FlowCommand.DELETE_STRICT, cookie=f.cookie, cookie_mask=_ALL_BITS)
+            for key, f in have_flows.items() if key not in want_flows
+        ]
+        return [*meter_sets, *group_adds, *group_changes, *flow_adds, *flow_deletes, *group_deletes, *meter_deletes]
+
+    def _cold_start(self) -> list[Message]:
+        """Delete our flows (by cookie) and every group and meter id we want, then install the model."""
+        msgs: list[Message] = [
+            FlowMod(table, _PRIO_MISS, Match(), FlowCommand.DELETE, cookie=COOKIE, cookie_mask=COOKIE_MASK)
+            for table in Table
+        ]
+        msgs += [
+            GroupMod(GroupCommand.DELETE, group_id, group_type=self._groups[group_id].group_type)
+            for group_id in sorted(self._groups, key=_group_rank, reverse=True)
+        ]
+        msgs += [MeterMod(lacp_meter(p), command=MeterCommand.DELETE) for p in sorted(self._meters)]
+        return msgs + self._reconcile(ObservedSwitch(), [])
+
     def _unlearn(self, mac: str) -> None:
         logical = self._macs.pop(mac)
         on = self._macs_on[logical]
@@ -445,6 +607,9 @@ class LagSwitch:
                 return []
             return [_flood_flow(owner, flood_from(bond_group(owner)))]
         logical = self._logical.get(owner)
+        drop = FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=owner), cookie=COOKIE)
+        if owner in self._leaving:
+            return [self._lacp_punt(owner), drop]
         if logical is None:
             return []
         if logical == owner:
@@ -453,13 +618,16 @@ class LagSwitch:
                         cookie=COOKIE),
                 _flood_flow(owner, FLOOD_ALL),
             ]
-        punt = FlowMod(Table.INGRESS, _PRIO_LACP_PUNT, dataclasses.replace(_LACPDU, in_port=owner),
-                       actions=(Output(OFPP_CONTROLLER),), meter=lacp_meter(owner) if self._metered else None,
-                       cookie=COOKIE)
         if owner in self._bonds[bond_group(logical)].collecting:
-            return [punt, FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=owner), write_metadata=logical,
-                                  goto=Table.ETH_SRC, cookie=COOKIE)]
-        return [punt, FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=owner), cookie=COOKIE)]
+            return [self._lacp_punt(owner), FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=owner),
+                                                    write_metadata=logical, goto=Table.ETH_SRC, cookie=COOKIE)]
+        return [self._lacp_punt(owner), drop]
+
+    def _lacp_punt(self, port: int) -> FlowMod:
+        """LACPDUs from a member or leaving port go to the controller, through its meter if the switch has meters."""
+        return FlowMod(Table.INGRESS, _PRIO_LACP_PUNT, dataclasses.replace(_LACPDU, in_port=port),
+                       actions=(Output(OFPP_CONTROLLER),), meter=lacp_meter(port) if self._metered else None,
+                       cookie=COOKIE)
 
     def _wanted_group(self, group_id: int, chain: tuple[int, ...]) -> GroupMod | None:
         """The group (as its ADD) that should exist now under this id; ``chain`` = distributing bonds."""
@@ -467,8 +635,8 @@ class LagSwitch:
             return GroupMod(GroupCommand.ADD, FLOOD_PLAIN, tuple(sorted(self._plain)), GroupType.ALL)
         if group_id == FLOOD_ALL:
             return GroupMod(GroupCommand.ADD, FLOOD_ALL, (), GroupType.ALL, (FLOOD_PLAIN, *chain))
-        if group_id >= FLOOD_FROM_BASE:
-            source = group_id - FLOOD_FROM_BASE
+        if group_id & _FLOOD_FROM:
+            source = group_id & ~_FLOOD_FROM
             if source not in self._bonds:
                 return None
             others = tuple(g for g in chain if g != source)
@@ -506,12 +674,12 @@ class LagSwitch:
         meter_adds: list[Message] = []
         meter_deletes: list[Message] = []
         for owner in owners:
-            if self._metered and _is_physical(owner):
-                member = self._logical.get(owner, owner) != owner
-                if member and owner not in self._meters:
+            if _is_physical(owner):
+                metered = self._needs_meter(owner)
+                if metered and owner not in self._meters:
                     self._meters.add(owner)
-                    meter_adds.append(MeterMod(lacp_meter(owner), self.lacp_meter_pps, self.lacp_meter_pps))
-                elif not member and owner in self._meters:
+                    meter_adds.append(self._wanted_meter(owner))
+                elif not metered and owner in self._meters:
                     self._meters.discard(owner)
                     meter_deletes.append(MeterMod(lacp_meter(owner), command=MeterCommand.DELETE))
             old_flows = self._flows.pop(owner, {})
@@ -531,8 +699,18 @@ def _flood_flow(logical: int, group_id: int) -> FlowMod:
     return FlowMod(Table.ETH_DST, _PRIO_FLOOD, Match(metadata=logical), actions=(Group(group_id),), cookie=COOKIE)
 
 
+def _check_bond(group_id: int, members: frozenset[int]) -> None:
+    """Raise ValueError unless the group id is a bond's and the members are member ports."""
+    if not BOND_GROUP_MIN <= group_id <= BOND_GROUP_MAX:
+        raise ValueError(f"group id {group_id:#x} out of range {BOND_GROUP_MIN:#x}..{BOND_GROUP_MAX:#x}")
+    if not members:
+        raise ValueError(f"bond {group_id:#x} has no members")
+    if bad := sorted(p for p in members if not 1 <= p <= MAX_MEMBER_PORT):
+        raise ValueError(f"bond {group_id:#x}: not member ports (1..{MAX_MEMBER_PORT}): {bad}")
+
+
 def _group_rank(group_id: int) -> tuple[int, int]:
     """Bonds' SELECT groups, then FLOOD_PLAIN, then the groups chaining them (FLOOD_ALL, FLOOD_FROM)."""
-    if group_id <= BOND_GROUP_MAX:
+    if BOND_GROUP_MIN <= group_id <= BOND_GROUP_MAX:
         return 0, group_id
     return (1 if group_id == FLOOD_PLAIN else 2), group_id

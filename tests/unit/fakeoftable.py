@@ -17,16 +17,21 @@ questions ("where would this frame go?") so tests need not look at message bytes
   (OFPGMFC_CHAINED_GROUP), and deleting a group deletes the flows that send to it;
 - output to the input port is not delivered, also from inside a group (only OFPP_IN_PORT
   would do that); every copy a frame leaves by is counted, so duplicates show;
+- meters: ADD (refused if the id exists), MODIFY (refused if it does not), DELETE (of one
+  id or OFPM_ALL; deletes the flows that use it);
 - idle/hard timeouts against a fake clock (``advance``); removals of flows asking for
   notification (by timeout or by delete) are queued as ``FlowRemoved`` for the test to hand
-  to the controller logic.
+  to the controller logic;
+- read back: ``observed()`` is what a switch's flow, group and meter dumps would tell the
+  controller (an ``ObservedSwitch``), ``content()`` the whole table without counters, for
+  comparing two switches.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from ryu_lag.openflow import (
     OFPG_ALL,
@@ -45,10 +50,12 @@ from ryu_lag.openflow import (
     Message,
     MeterCommand,
     MeterMod,
+    ObservedSwitch,
     Output,
     PacketOut,
     Table,
 )
+from ryu_lag.switching import COOKIE, COOKIE_MASK
 
 
 class FakeOFError(Exception):
@@ -128,19 +135,30 @@ class _Frame:
     eth_type: int
 
 
+_NAMED_FIELDS = [f.name for f in fields(Match) if f.name != "other_oxm"]
+
+
 def _matches(match: Match, frame: _Frame) -> bool:
-    return all(
-        getattr(match, f.name) is None or getattr(match, f.name) == getattr(frame, f.name)
-        for f in fields(Match)
+    """Whether a frame matches; fields the model does not name (``other_oxm``) never match here."""
+    return not match.other_oxm and all(
+        getattr(match, name) is None or getattr(match, name) == getattr(frame, name) for name in _NAMED_FIELDS
     )
 
 
 def _covers(general: Match, specific: Match) -> bool:
     """Whether every field ``general`` sets is set to the same value in ``specific``."""
-    return all(
-        getattr(general, f.name) is None or getattr(general, f.name) == getattr(specific, f.name)
-        for f in fields(Match)
+    return general.other_oxm in (b"", specific.other_oxm) and all(
+        getattr(general, name) is None or getattr(general, name) == getattr(specific, name) for name in _NAMED_FIELDS
     )
+
+
+@dataclass(frozen=True)
+class TableContent:
+    """A switch's flows, groups and meters, each as the ADD that creates it: no counters, no order."""
+
+    flows: frozenset[FlowMod]
+    groups: dict[int, GroupMod]
+    meters: dict[int, MeterMod]
 
 
 class FakeOFTable:
@@ -170,10 +188,12 @@ class FakeOFTable:
                     for meter_id in gone:
                         self.meters.pop(meter_id, None)
                     self._remove([e for e in self.flows if e.mod.meter in gone], "meter_delete")
-                elif msg.meter_id in self.meters:
+                elif msg.command is MeterCommand.ADD and msg.meter_id in self.meters:
                     raise FakeOFError(f"meter {msg.meter_id} exists")
+                elif msg.command is MeterCommand.MODIFY and msg.meter_id not in self.meters:
+                    raise FakeOFError(f"no meter {msg.meter_id}")
                 else:
-                    self.meters[msg.meter_id] = msg
+                    self.meters[msg.meter_id] = replace(msg, command=MeterCommand.ADD)
             elif isinstance(msg, PacketOut):
                 self.packet_outs.append(msg)
             else:
@@ -211,7 +231,8 @@ class FakeOFTable:
             e for e in self.flows
             if not (e.table == mod.table and e.priority == mod.priority and e.match == mod.match)
         ]
-        self.flows.append(FlowEntry(mod, self.now, self.now))
+        self.flows.append(FlowEntry(replace(mod, cookie_mask=0, out_port=OFPP_ANY, out_group=OFPG_ANY),
+                                    self.now, self.now))
 
     def _group_mod(self, mod: GroupMod) -> None:
         if mod.command is GroupCommand.DELETE:
@@ -256,6 +277,29 @@ class FakeOFTable:
             self.flows.remove(entry)
             if entry.mod.notify_removal:
                 self._removed.append(FlowRemoved(entry.table, entry.priority, entry.match, entry.cookie, reason))
+
+    # -- reading back ------------------------------------------------------------------------
+
+    def observed(self, cookie: int = COOKIE, cookie_mask: int = COOKIE_MASK) -> ObservedSwitch:
+        """What the switch's dumps would report: the flows ``cookie``/``cookie_mask`` select,
+        every group and every meter, each as its ADD."""
+        content = self.content()
+        return ObservedSwitch(
+            flows=tuple(e.mod for e in self.flows if e.cookie & cookie_mask == cookie & cookie_mask),
+            groups=tuple(content.groups[g] for g in sorted(content.groups)),
+            meters=tuple(content.meters[m] for m in sorted(content.meters)),
+        )
+
+    def content(self) -> TableContent:
+        """Every flow, group and meter as the ADD that creates it (equal tables compare equal)."""
+        return TableContent(
+            flows=frozenset(e.mod for e in self.flows),
+            groups={
+                g: GroupMod(GroupCommand.ADD, g, entry.ports, entry.group_type, entry.groups)
+                for g, entry in self.groups.items()
+            },
+            meters=dict(self.meters),
+        )
 
     # -- time --------------------------------------------------------------------------------
 

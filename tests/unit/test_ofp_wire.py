@@ -3,6 +3,7 @@ serialise for it: Ryu is the reference, built here from the same values field by
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from typing import Any
 
@@ -13,7 +14,8 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from ryu_lag import ofp_wire
 from ryu_lag import openflow as of
-from ryu_lag.switching import LagSwitch
+from ryu_lag import switching
+from ryu_lag.switching import BOND_GROUP_MIN, Bond, LagSwitch
 
 DATAPATH = types.SimpleNamespace(ofproto=ofp, ofproto_parser=parser)
 XID = 0x1234
@@ -72,7 +74,8 @@ def ryu_message(msg: of.Message) -> Any:
         if msg.command is of.MeterCommand.DELETE:
             return parser.OFPMeterMod(DATAPATH, ofp.OFPMC_DELETE, 0, msg.meter_id)
         bands = [parser.OFPMeterBandDrop(rate=msg.rate_pps, burst_size=msg.burst)]
-        return parser.OFPMeterMod(DATAPATH, ofp.OFPMC_ADD, ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, msg.meter_id, bands)
+        command = ofp.OFPMC_ADD if msg.command is of.MeterCommand.ADD else ofp.OFPMC_MODIFY
+        return parser.OFPMeterMod(DATAPATH, command, ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, msg.meter_id, bands)
     assert isinstance(msg, of.PacketOut)
     return parser.OFPPacketOut(DATAPATH, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
                                actions=[parser.OFPActionOutput(msg.port)], data=msg.data)
@@ -86,18 +89,31 @@ def ryu_bytes(msg: of.Message) -> bytes:
 
 
 def messages_a_switch_gets() -> list[of.Message]:
-    """What the learning switch sends over a life: pipeline, bonds, members, learning, flushes."""
+    """What the learning switch sends over a life: pipeline, bonds, members, learning, flushes,
+    member changes, a resume that finds stale entries."""
+    bond = BOND_GROUP_MIN
     switch = LagSwitch(mac_age=300)
-    msgs = switch.startup(range(1, 6), meters=True)
-    msgs += switch.add_bond(1, [1, 2])
-    msgs += switch.set_member(1, 1, True, True)
+    msgs = switch.resume(range(1, 6), True, [], None)
+    msgs += switch.add_bond(bond, [1, 2])
+    msgs += switch.set_member(bond, 1, True, True)
     msgs += switch.packet_in(1, "02:00:00:00:00:01", "ff:ff:ff:ff:ff:ff")
     msgs += switch.packet_in(3, "02:00:00:00:00:03", "02:00:00:00:00:01")
     msgs += switch.packet_in(4, "02:00:00:00:00:01", "02:00:00:00:00:03")  # a move
     msgs += switch.flow_removed(4, "02:00:00:00:00:01")
     msgs += switch.flush(3) + switch.flush()
-    msgs += switch.port_removed(5) + switch.remove_bond(1)
+    msgs += switch.set_members(bond, [2, 3]) + switch.release(1)
+    msgs += switch.port_removed(5) + switch.remove_bond(bond)
+    stale = of.ObservedSwitch(
+        flows=(of.FlowMod(of.Table.ETH_DST, 7, of.Match(eth_dst="02:00:00:00:00:07"), cookie=switch_cookie()),),
+        groups=(of.GroupMod(of.GroupCommand.ADD, bond, (9,)),),
+        meters=(of.MeterMod(switching.lacp_meter(1), 1, 1), of.MeterMod(switching.lacp_meter(4), 1, 1)),
+    )
+    msgs += LagSwitch().resume(range(1, 6), True, [Bond(bond + 1, frozenset({4}))], stale)
     return msgs
+
+
+def switch_cookie() -> int:
+    return switching.COOKIE
 
 
 EXTRA = [
@@ -129,6 +145,38 @@ def test_encode_all_numbers_xids_and_frames_each_message() -> None:
         parsed += 1
     assert parsed == len(msgs)
     assert xids == [(0xFFFFFFFF + i) & 0xFFFFFFFF for i in range(len(msgs))]
+
+
+def test_every_kind_of_edit_is_in_the_life() -> None:
+    kinds = {(type(m).__name__, getattr(m, "command", None)) for m in messages_a_switch_gets()}
+    assert {("MeterMod", c) for c in of.MeterCommand} <= kinds
+    assert {("GroupMod", c) for c in of.GroupCommand} <= kinds
+    assert {("FlowMod", c) for c in of.FlowCommand} <= kinds
+
+
+def test_match_fields_read_back_unnamed_are_sent_as_read() -> None:
+    """A strict delete of a flow read back with a field the model does not name (a VLAN) names it."""
+    vlan = parser.OFPMatch(vlan_vid=0x1005)
+    buf = bytearray()
+    length = vlan.serialize(buf, 0)
+    other = bytes(buf[4:4 + vlan.length - 4])
+    assert length and other
+    msg = of.FlowMod(of.Table.INGRESS, 5, of.Match(in_port=1, other_oxm=other), of.FlowCommand.DELETE_STRICT)
+    ryu = ryu_message(dataclasses.replace(msg, match=of.Match(in_port=1)))
+    ryu.match = parser.OFPMatch(in_port=1, vlan_vid=0x1005)
+    ryu.set_xid(XID)
+    ryu.serialize()
+    assert ofp_wire.encode(msg, XID) == bytes(ryu.buf)
+
+
+@pytest.mark.parametrize("msg", [
+    of.FlowMod(of.Table.INGRESS, 5, of.Match(), unreadable="set_field"),
+    of.GroupMod(of.GroupCommand.MODIFY, 7, (1,), unreadable="fast failover"),
+    of.MeterMod(7, 1, 1, unreadable="kbps"),
+], ids=lambda m: type(m).__name__)
+def test_entries_read_back_with_unreadable_parts_are_never_sent(msg: of.Message) -> None:
+    with pytest.raises(ValueError, match="unreadable"):
+        ofp_wire.encode(msg)
 
 
 def test_nothing_to_send_is_empty() -> None:

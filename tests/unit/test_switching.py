@@ -26,6 +26,8 @@ from ryu_lag.openflow import (
 )
 from ryu_lag.switching import (
     BOND_BASE,
+    BOND_GROUP_MAX,
+    BOND_GROUP_MIN,
     COOKIE,
     COOKIE_MASK,
     FLOOD_ALL,
@@ -44,7 +46,9 @@ MAC_AGE = 300
 BCAST = "ff:ff:ff:ff:ff:ff"
 PARTNER = "02:00:00:00:00:99"
 H1, H2, H3, H4, H5 = (f"02:00:00:00:00:0{n}" for n in range(1, 6))
-BOND = 1
+G = BOND_GROUP_MIN - 1
+"""``G + n`` is the n-th bond's group id."""
+BOND = G + 1
 BOND_LP = bond_logical(BOND)
 PORTS = (1, 2, 3, 4, 5)
 
@@ -60,7 +64,7 @@ class Rig:
     def __init__(self, ports=PORTS, meters: bool = True) -> None:
         self.lag = LagSwitch(mac_age=MAC_AGE)
         self.table = FakeOFTable(live_ports=ports)
-        self.apply(self.lag.startup([*ports, OFPP_LOCAL], meters=meters))
+        self.apply(self.lag.resume([*ports, OFPP_LOCAL], meters, [], None))
 
     def apply(self, msgs: list[Message]) -> list[Message]:
         """Apply messages, then hand the switch's flow-removed notifications to the logic."""
@@ -175,7 +179,7 @@ def bonds3() -> Rig:
     """Ports 1..10: bond 1 = 1, 2 (both distributing), bond 2 = 3, 4 (only 3 distributing),
     bond 3 = 5, 6 (collecting, nothing distributing); plain ports 7..10."""
     rig = Rig(ports=range(1, 11))
-    for group_id, members in ((1, (1, 2)), (2, (3, 4)), (3, (5, 6))):
+    for group_id, members in ((G + 1, (1, 2)), (G + 2, (3, 4)), (G + 3, (5, 6))):
         rig.apply(rig.lag.add_bond(group_id, members))
         for port in members:
             rig.apply(rig.lag.set_member(group_id, port, collecting=True, distributing=port in (1, 2, 3)))
@@ -206,16 +210,17 @@ def test_flood_from_a_bond_never_returns_into_it(bonds3):
 def test_a_bonds_first_distributing_member_makes_it_reachable_by_floods(bonds3):
     src = sources(1)[0]
     assert not bonds3.send(7, src).outputs & {5, 6}
-    msgs = bonds3.apply(bonds3.lag.set_member(3, 5, collecting=True, distributing=True))
+    msgs = bonds3.apply(bonds3.lag.set_member(G + 3, 5, collecting=True, distributing=True))
     assert deletes(msgs) == []
     # its own group, FLOOD_ALL and the other bonds' flood groups start chaining it
-    assert {m.group_id for m in msgs if isinstance(m, GroupMod)} == {3, FLOOD_ALL, flood_from(1), flood_from(2)}
+    assert {m.group_id for m in msgs if isinstance(m, GroupMod)} == {
+        G + 3, FLOOD_ALL, flood_from(G + 1), flood_from(G + 2)}
     for src in sources():
         assert bonds3.send(7, src).outputs & {5, 6} == {5}
         assert bonds3.send(1, src).outputs & {5, 6} == {5}
         assert bonds3.send(3, src).outputs & {5, 6} == {5}
         assert not bonds3.send(6, src).outputs & {5, 6}  # from the bond itself: never back
-    bonds3.apply(bonds3.lag.set_member(3, 5, collecting=True, distributing=False))
+    bonds3.apply(bonds3.lag.set_member(G + 3, 5, collecting=True, distributing=False))
     assert all(not bonds3.send(p, src).outputs & {5, 6} for p in (7, 1, 3) for src in sources())
 
 
@@ -223,28 +228,28 @@ def test_bond_add_and_remove_on_a_big_switch_send_a_handful_of_messages():
     """200 ports, 40 distributing bonds: a new bond's add and remove do not touch the floods
     of the other 158 logical ports (the per-port flood flows used to change, ~160 flows)."""
     rig = Rig(ports=range(1, 201), meters=False)
-    for group_id in range(1, 41):
-        rig.apply(rig.lag.add_bond(group_id, (2 * group_id - 1, 2 * group_id)))
-        rig.apply(rig.lag.set_member(group_id, 2 * group_id - 1, collecting=True, distributing=True))
+    for n in range(1, 41):
+        rig.apply(rig.lag.add_bond(G + n, (2 * n - 1, 2 * n)))
+        rig.apply(rig.lag.set_member(G + n, 2 * n - 1, collecting=True, distributing=True))
     src = sources(1)[0]
     flood_from_100 = {p for p in range(81, 201) if p != 100} | {2 * g - 1 for g in range(1, 41)}
     assert rig.send(100, src).outputs == flood_from_100
 
-    added = rig.apply(rig.lag.add_bond(41, (81, 82)))
+    added = rig.apply(rig.lag.add_bond(G + 41, (81, 82)))
     assert len(added) <= 16
     assert rig.send(100, src).outputs == flood_from_100 - {81, 82}
 
-    first = rig.apply(rig.lag.set_member(41, 81, collecting=True, distributing=True))
+    first = rig.apply(rig.lag.set_member(G + 41, 81, collecting=True, distributing=True))
     assert len(first) <= 40 + 3  # O(bonds) only now: every other bond's flood group chains it
     assert rig.send(100, src).outputs == flood_from_100 - {82}
     assert 81 in rig.send(1, src).outputs and not rig.send(81, src).outputs & {81, 82}
 
-    removed = rig.apply(rig.lag.remove_bond(41))
+    removed = rig.apply(rig.lag.remove_bond(G + 41))
     assert len(removed) <= 16 + 40
     assert rig.send(100, src).outputs == flood_from_100
 
-    added = rig.apply(rig.lag.add_bond(41, (81, 82)))
-    removed = rig.apply(rig.lag.remove_bond(41))  # never distributed: no flood group but its own
+    added = rig.apply(rig.lag.add_bond(G + 41, (81, 82)))
+    removed = rig.apply(rig.lag.remove_bond(G + 41))  # never distributed: no flood group but its own
     assert len(added) <= 16 and len(removed) <= 16
     assert rig.send(100, src).outputs == flood_from_100
 
@@ -268,7 +273,7 @@ def test_incremental_changes_end_where_a_fresh_start_would(seed):
         members = {p for b in bonds.values() for p in b.members}
         event = rng.choice(["add", "add", "remove", "member", "member", "member", "port"])
         if event == "add" and (free := sorted(set(ports) - members)):
-            group_id = next(g for g in range(1, 20) if g not in bonds)
+            group_id = next(g for g in range(G + 1, G + 20) if g not in bonds)
             rig.apply(rig.lag.add_bond(group_id, rng.sample(free, min(len(free), rng.randint(1, 3)))))
         elif event == "remove" and bonds:
             rig.apply(rig.lag.remove_bond(rng.choice(sorted(bonds))))
@@ -507,15 +512,18 @@ def test_bond_validation_leaves_state_alone(rig):
     with pytest.raises(ValueError):
         rig.lag.add_bond(BOND, [4])
     with pytest.raises(ValueError):
-        rig.lag.add_bond(2, [2, 4])
+        rig.lag.add_bond(G + 2, [2, 4])
     with pytest.raises(ValueError):
-        rig.lag.add_bond(2, [])
+        rig.lag.add_bond(G + 2, [])
     with pytest.raises(ValueError):
-        rig.lag.add_bond(2, [OFPP_LOCAL])
+        rig.lag.add_bond(G + 2, [OFPP_LOCAL])
+    for outside in (2, BOND_GROUP_MIN - 1, BOND_GROUP_MAX + 1):  # another application's ids, our flood ids
+        with pytest.raises(ValueError, match="out of range"):
+            rig.lag.add_bond(outside, [4])
     with pytest.raises(ValueError):
         rig.lag.set_member(BOND, 3, collecting=True, distributing=True)
     with pytest.raises(ValueError):
-        rig.lag.remove_bond(2)
+        rig.lag.remove_bond(G + 2)
     assert rig.lag.bonds() == before
     assert rig.lag.plain_ports() == {3, 4, 5}
 
@@ -536,9 +544,9 @@ def test_remove_bond_makes_members_plain_ports_again(rig):
 
 
 def test_second_bond_floods_once_through_each(rig):
-    rig.apply(rig.lag.add_bond(7, [4, 5]))
-    rig.apply(rig.lag.set_member(7, 4, collecting=True, distributing=True))
-    rig.apply(rig.lag.set_member(7, 5, collecting=True, distributing=True))
+    rig.apply(rig.lag.add_bond(G + 7, [4, 5]))
+    rig.apply(rig.lag.set_member(G + 7, 4, collecting=True, distributing=True))
+    rig.apply(rig.lag.set_member(G + 7, 5, collecting=True, distributing=True))
     for src in sources():
         out = rig.send(3, src).outputs
         assert len(out & {1, 2}) == 1 and len(out & {4, 5}) == 1 and len(out) == 2
@@ -572,7 +580,7 @@ def test_removed_member_comes_back_plain_only_if_present(rig):
     assert rig.table.forward(2, H1, BCAST).dropped
 
 
-# -- startup -----------------------------------------------------------------------------
+# -- meters ------------------------------------------------------------------------------
 
 
 def test_with_meters_each_member_punts_lacp_through_its_own_meter():
@@ -584,7 +592,7 @@ def test_with_meters_each_member_punts_lacp_through_its_own_meter():
     assert meter.rate_pps == rig.lag.lacp_meter_pps and meter.burst >= 3  # LACP may send 3 PDUs at once
     assert rig.lacpdu(1).meter == lacp_meter(1) and rig.lacpdu(2).meter == lacp_meter(2)
     assert rig.send(3, H3).meter is None  # only LACP is metered
-    rig.apply(rig.lag.add_bond(7, [4]))
+    rig.apply(rig.lag.add_bond(G + 7, [4]))
     assert set(rig.table.meters) == {lacp_meter(1), lacp_meter(2), lacp_meter(4)}
     msgs = rig.lag.remove_bond(BOND)
     rig.apply(msgs)
@@ -594,15 +602,6 @@ def test_with_meters_each_member_punts_lacp_through_its_own_meter():
     assert rig.lacpdu(1).dropped and rig.lacpdu(4).meter == lacp_meter(4)
 
 
-def test_startup_again_deletes_every_meter_before_the_members_get_theirs():
-    rig = Rig(meters=True)
-    rig.apply(rig.lag.add_bond(BOND, [1, 2]))
-    rig.apply(rig.lag.startup(PORTS, meters=True))
-    assert rig.table.meters == {}
-    rig.apply(rig.lag.add_bond(BOND, [2, 3]))
-    assert set(rig.table.meters) == {lacp_meter(2), lacp_meter(3)}
-
-
 def test_member_ports_must_fit_lacp_16_bits():
     rig = Rig(meters=True)
     with pytest.raises(ValueError, match="not member ports"):
@@ -610,7 +609,7 @@ def test_member_ports_must_fit_lacp_16_bits():
     assert rig.lag.bonds() == {} and rig.table.meters == {}
 
 
-def test_startup_without_meters_references_none():
+def test_without_meters_nothing_references_one():
     rig = Rig(meters=False)
     rig.apply(rig.lag.add_bond(BOND, [1, 2]))
     assert rig.table.meters == {}
@@ -618,26 +617,9 @@ def test_startup_without_meters_references_none():
     assert result.controller and result.meter is None
 
 
-def test_startup_again_wipes_our_flows_and_groups_but_not_others():
-    rig = Rig(meters=False)
-    rig.apply(rig.lag.add_bond(BOND, [1, 2]))
-    rig.apply(rig.lag.set_member(BOND, 1, collecting=True, distributing=True))
-    rig.send(1, H1)
-    rig.send(3, H3)
-    foreign = FlowMod(Table.ETH_DST, 5, Match(eth_dst=H5), actions=(Output(5),), cookie=0x1234)
-    rig.table.apply([foreign])
-    rig.apply(rig.lag.startup(PORTS, meters=False))
-    assert set(rig.table.groups) == {FLOOD_PLAIN, FLOOD_ALL}
-    assert rig.learned_src() == set()
-    assert rig.learned_dst_macs() == {H5}
-    assert rig.lag.macs() == {} and rig.lag.bonds() == {}
-    assert rig.send(3, H3).outputs == {1, 2, 4, 5}
-    assert sum(e.mod == foreign for e in rig.table.flows) == 1
-
-
 def test_every_flow_carries_our_cookie(rig):
-    rig.apply(rig.lag.add_bond(7, [4, 5]))
-    rig.apply(rig.lag.set_member(7, 4, collecting=False, distributing=True))
+    rig.apply(rig.lag.add_bond(G + 7, [4, 5]))
+    rig.apply(rig.lag.set_member(G + 7, 4, collecting=False, distributing=True))
     rig.send(1, H1)
     rig.send(3, H3)
     assert rig.table.flows
