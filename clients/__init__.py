@@ -1,7 +1,9 @@
 """Clients of the ryu_lag REST API: :class:`LagClient` and the ``lagctl`` command."""
 
+from clients.apply import Change, InvalidDesiredState
 from clients.client import (
     ApiError,
+    ApplyError,
     Conflict,
     ConnectionFailed,
     LagClient,
@@ -14,8 +16,11 @@ from clients.client import (
 
 __all__ = [
     "ApiError",
+    "ApplyError",
+    "Change",
     "Conflict",
     "ConnectionFailed",
+    "InvalidDesiredState",
     "LagClient",
     "LagError",
     "NotFound",

@@ -14,9 +14,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from clients.apply import Change, InvalidDesiredState, read_file
 from clients.client import (
     DEFAULT_URL,
     ApiError,
+    ApplyError,
     Conflict,
     ConnectionFailed,
     LagClient,
@@ -38,6 +40,8 @@ EXIT_CONFLICT = 5
 EXIT_INVALID = 6
 EXIT_UNAUTHORIZED = 7
 
+INVALID_FILE = "invalid_file"  # the error code of a desired-state file lagctl apply refuses before any call
+
 STATE_LETTERS = "ATGSCDFE"  # activity timeout(short) aggregation sync collecting distributing defaulted expired
 _BITS = ("activity", "timeout", "aggregation", "synchronization", "collecting", "distributing", "defaulted", "expired")
 
@@ -47,7 +51,25 @@ LACP state letters: {STATE_LETTERS} = activity, short timeout, aggregation, sync
 collecting, distributing, defaulted, expired ('.' when clear).
 environment: {TOKEN_ENV} (the API token), {URL_ENV} (default {DEFAULT_URL}).
 exit status: 0 ok, 1 other error, 2 usage, 3 controller unreachable, 4 not found,
-5 conflict, 6 invalid request, 7 unauthorized.
+5 conflict, 6 invalid request or apply file, 7 unauthorized.
+"""
+
+APPLY_HELP = """\
+Make the switches and bonds a YAML or JSON file names so, with only the PUT and DELETE
+calls needed. The file:
+
+  switches:
+    "0000000000000001":          # a dpid, hex as everywhere in lagctl
+      bonds:
+        bond0: {ports: [1, 2], rate: fast}
+        uplink: {ports: [3, 4], min_links: 2}
+
+Each bond takes the fields of `lagctl put` (ports, mode, rate, key, system_priority,
+port_priority, min_links, system); omitted fields mean the API's defaults, an omitted key
+the bond's current key. Bonds the file does not name are left alone, or deleted with
+--prune (on the switches the file names). Changes that free ports or keys go before those
+that take them. The first change the controller refuses stops the run; the message names
+the switch and bond and gives the API's code and message.
 """
 
 
@@ -176,6 +198,13 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--min-links", type=int)
         cmd.add_argument("--system", help="actor system id (MAC); default the switch's")
 
+    apply = sub.add_parser("apply", help="make the bonds of a YAML or JSON file so (desired state)",
+                           description=APPLY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    apply.add_argument("file", help="the desired state, YAML or JSON (*.json); - reads standard input")
+    apply.add_argument("--prune", action="store_true",
+                       help="also delete the bonds the file does not name, on the switches it names")
+    apply.add_argument("--dry-run", action="store_true", help="print the changes, make none")
+
     delete = sub.add_parser("delete", help="delete a bond; its ports become plain ports")
     delete.add_argument("dpid", type=_dpid)
     delete.add_argument("name")
@@ -189,13 +218,30 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def render_changes(changes: list[Change], *, applied: bool) -> str:
+    """One line a change, then how many there were and whether they were made."""
+    if not changes:
+        return "no changes"
+    count = f"{len(changes)} change{'s' if len(changes) != 1 else ''}"
+    summary = f"{count} applied" if applied else f"{count} (dry run: nothing changed)"
+    return "\n".join([change.describe() for change in changes] + [summary])
+
+
+def changes_data(changes: list[Change], *, applied: bool) -> dict[str, Any]:
+    return {"applied": applied, "changes": [change.as_dict() for change in changes]}
+
+
 def run(args: argparse.Namespace, client: LagClient, out: TextIO) -> None:
     """Carry out one command, printing its result."""
 
     def emit(data: Any, text: str) -> None:
         out.write((json.dumps(data, indent=2) if args.json else text) + "\n")
 
-    if args.command == "switches":
+    if args.command == "apply":
+        changes = client.apply(read_file(args.file), prune=args.prune, dry_run=args.dry_run)
+        applied = not args.dry_run
+        emit(changes_data(changes, applied=applied), render_changes(changes, applied=applied))
+    elif args.command == "switches":
         switches = client.list_switches()
         emit(switches, render_switches(switches))
     elif args.command == "show":
@@ -228,6 +274,10 @@ def run(args: argparse.Namespace, client: LagClient, out: TextIO) -> None:
 
 
 def exit_status(error: Exception) -> int:
+    if isinstance(error, ApplyError):
+        return exit_status(error.error)
+    if isinstance(error, InvalidDesiredState):
+        return EXIT_INVALID
     if isinstance(error, ConnectionFailed):
         return EXIT_UNREACHABLE
     if isinstance(error, NotFound):
@@ -241,12 +291,40 @@ def exit_status(error: Exception) -> int:
     return EXIT_ERROR
 
 
+def report_apply_error(exc: ApplyError, *, as_json: bool) -> None:
+    """The changes made before the refused one (stdout), then which change failed and why (stderr)."""
+    change, error = exc.change, exc.error
+    if as_json:
+        print(json.dumps(changes_data(exc.done, applied=True), indent=2))
+        detail: dict[str, Any] = {"message": str(error)}
+        if isinstance(error, ApiError):
+            detail = {"status": error.status, "code": error.code, "message": error.message}
+        print(json.dumps({"error": {**detail, "change": change.as_dict()}}), file=sys.stderr)
+        return
+    if exc.done:
+        print(render_changes(exc.done, applied=True))
+    if isinstance(error, ApiError):
+        outcome = f"refused: {error.code}: {error.message}"
+    else:
+        outcome = f"failed: {error}"
+    print(f"lagctl: {change.action} of bond {change.bond} on {change.dpid} {outcome}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``lagctl`` console script; returns the exit status."""
     args = parser().parse_args(argv)
     client = LagClient(args.url, token=os.environ.get(TOKEN_ENV) or None, timeout=args.timeout)
     try:
         run(args, client, sys.stdout)
+    except ApplyError as exc:
+        report_apply_error(exc, as_json=args.json)
+        return exit_status(exc)
+    except InvalidDesiredState as exc:
+        if args.json:
+            print(json.dumps({"error": {"code": INVALID_FILE, "message": f"{args.file}: {exc}"}}), file=sys.stderr)
+        else:
+            print(f"lagctl: {args.file}: {exc}", file=sys.stderr)
+        return exit_status(exc)
     except ApiError as exc:
         if args.json:
             error = {"status": exc.status, "code": exc.code, "message": exc.message}

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
+
+if TYPE_CHECKING:
+    from clients.apply import Change
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -55,6 +58,16 @@ class Conflict(ApiError):
 
 class ServerError(ApiError):
     """5xx: the controller failed (503: its state database cannot be written)."""
+
+
+class ApplyError(LagError):
+    """A change of :meth:`LagClient.apply` failed: ``change``, the ``error`` it met, the changes ``done`` before."""
+
+    def __init__(self, change: Change, error: LagError, done: list[Change]) -> None:
+        super().__init__(f"{change.action} {change.dpid} {change.bond}: {error}")
+        self.change = change
+        self.error = error
+        self.done = done
 
 
 def error_class(status: int) -> type[ApiError]:
@@ -131,6 +144,42 @@ class LagClient:
     def delete_bond(self, dpid: int | str, name: str) -> None:
         """Delete a bond: its ports become plain ports again."""
         self._call("DELETE", f"/lag/{format_dpid(dpid)}/{name}")
+
+    # ---- desired state ------------------------------------------------------------
+    def apply(self, desired: Any, *, prune: bool = False, dry_run: bool = False) -> list[Change]:
+        """Make the switches and bonds of ``desired`` (a ``lagctl apply`` file's content) so.
+
+        Reads each named switch, plans (:func:`clients.apply.plan`) and, unless
+        ``dry_run``, issues only the PUTs and DELETEs of the plan, in its order; returns the
+        plan (empty: nothing to do). Raises :class:`clients.apply.InvalidDesiredState`
+        before any call for a bad ``desired``, and :class:`ApplyError` at the first change
+        the controller refuses (the changes before it stay made).
+        """
+        from clients import apply  # it imports this module
+
+        wanted = apply.parse_desired(desired)
+        current = {dpid: self._bond_configs(dpid) for dpid in wanted}
+        changes = apply.plan(wanted, current, prune=prune)
+        if not dry_run:
+            for done, change in enumerate(changes):
+                try:
+                    if change.action == apply.DELETE:
+                        self.delete_bond(change.dpid, change.bond)
+                    else:
+                        self.put_bond(change.dpid, change.bond, **(change.body or {}))
+                except LagError as exc:
+                    raise ApplyError(change, exc, changes[:done]) from exc
+        return changes
+
+    def _bond_configs(self, dpid: str) -> dict[str, dict[str, Any]]:
+        """Each bond's ``config`` by name; none for a switch the controller does not know."""
+        try:
+            switch = self.get_switch(dpid)
+        except NotFound as exc:
+            if exc.code == "unknown_switch":
+                return {}
+            raise
+        return {bond["name"]: bond["config"] for bond in switch["bonds"]}
 
     # ---- learned MACs --------------------------------------------------------------
     def list_macs(self, dpid: int | str, *, bond: str | None = None, port: int | None = None) -> list[dict[str, Any]]:
