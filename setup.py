@@ -18,6 +18,7 @@ setup(
         "routes",
         "requests",
         "prometheus-client",
+        "PyYAML",  # lagctl apply reads YAML desired-state files
     ],
     # test: hypothesis drives the LACPDU fuzzer (tests/unit/test_lacpdu_fuzz.py), schemathesis the
     # OpenAPI conformance test (tests/live/test_schemathesis.py); both verified on Python 3.11 with the
