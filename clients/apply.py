@@ -150,7 +150,7 @@ def parse_desired(data: Any) -> DesiredState:
     """Validate a file's content with the API's own rules; raise :class:`InvalidDesiredState`.
 
     Checks the shape (only ``switches``, each with only ``bonds``, each bond a mapping),
-    the dpids, every bond as ``PUT`` would, and that no port or explicit key is given to
+    the dpids (text is hex, as in lagctl; a Python int is the number), every bond as ``PUT`` would, and that no port or explicit key is given to
     two bonds of one switch.
     """
     if not isinstance(data, dict):
@@ -162,7 +162,7 @@ def parse_desired(data: Any) -> DesiredState:
     desired: DesiredState = {}
     for raw_dpid, switch in switches.items():
         try:
-            dpid = format_dpid(str(raw_dpid))
+            dpid = format_dpid(raw_dpid if _is_int(raw_dpid) else str(raw_dpid))
         except ValueError as exc:
             raise InvalidDesiredState(f"switches: {exc}") from None
         where = f"switches.{raw_dpid}"
@@ -178,6 +178,11 @@ def parse_desired(data: Any) -> DesiredState:
                          for name, body in bonds.items()}
         _check_unshared(desired[dpid], f"{where}.bonds")
     return desired
+
+
+def _is_int(value: Any) -> bool:
+    """A Python caller's numeric dpid (a file's dpids are text: hex)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _only(mapping: dict[Any, Any], allowed: frozenset[str], where: str) -> None:

@@ -211,6 +211,16 @@ def test_yaml_dpid_keys_are_hex_text(tmp_path: Path):
     assert list(parse_desired(read_file(str(path)))) == ["0000000000000010", "0000000000000011", "0000000000000012"]
 
 
+def test_dpid_text_is_hex_and_a_python_int_is_the_number():
+    file = {"switches": {"10": {"bonds": {}}, 16: {"bonds": {}}}}
+    with pytest.raises(InvalidDesiredState, match="switch 0000000000000010 is listed twice"):
+        parse_desired(file)
+    assert list(parse_desired({"switches": {17: {"bonds": {}}, "0x1A": {"bonds": {}}}})) == [
+        "0000000000000011", "000000000000001a"]
+    with pytest.raises(InvalidDesiredState, match="not a dpid: 'True'"):
+        parse_desired({"switches": {True: {"bonds": {}}}})
+
+
 def test_yaml_and_json_read_the_same(tmp_path: Path):
     (tmp_path / "lag.yaml").write_text('switches:\n  "1":\n    bonds:\n      bond0: {ports: [1, 2], rate: fast}\n')
     (tmp_path / "lag.json").write_text('{"switches": {"1": {"bonds": {"bond0": {"ports": [1, 2], "rate": "fast"}}}}}')
