@@ -125,8 +125,8 @@ def _load_yaml(text: str) -> Any:
 def _mapping_value(node: yaml.Node, key: str) -> yaml.MappingNode | None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.value == key and isinstance(value_node, yaml.MappingNode):
-                return value_node
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                return value_node if isinstance(value_node, yaml.MappingNode) else None
     return None
 
 
@@ -150,8 +150,8 @@ def parse_desired(data: Any) -> DesiredState:
     """Validate a file's content with the API's own rules; raise :class:`InvalidDesiredState`.
 
     Checks the shape (only ``switches``, each with only ``bonds``, each bond a mapping),
-    the dpids (text is hex, as in lagctl; a Python int is the number), every bond as ``PUT`` would, and that no port or explicit key is given to
-    two bonds of one switch.
+    the dpids (text is hex, as in lagctl; a Python int is the number), every bond as
+    ``PUT`` would, and that no port or explicit key is given to two bonds of one switch.
     """
     if not isinstance(data, dict):
         raise InvalidDesiredState("the file must be a mapping with 'switches'")

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from clients import cli
 from clients.apply import CREATE, DELETE, REPLACE
-from clients.client import ApplyError, Conflict, LagClient, format_dpid
+from clients.client import ApplyError, Conflict, ConnectionFailed, LagClient, format_dpid
 from tests.integration.netlab import VENV_BIN
 from tests.rest import live
 
@@ -212,3 +213,21 @@ def test_console_script_reads_standard_input(ctl: live.Controller, client: LagCl
     done = subprocess.run(command, input=text, capture_output=True, text=True, env=live.environment(TOKEN), timeout=60)
     assert (done.returncode, done.stdout) == (0, "no changes\n"), done.stderr
     assert bonds(client, dpid)["bond0"]["ports"] == [1, 2]
+
+
+class PutFails(requests.Session):
+    """The controller goes away before the first PUT: GETs go through, PUTs cannot connect."""
+
+    def request(self, method: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if method == "PUT":
+            raise requests.ConnectionError("connection refused")
+        return super().request(method, *args, **kwargs)
+
+
+def test_unreachable_mid_apply(ctl: live.Controller, dpid: str):
+    client = LagClient(ctl.url, token=TOKEN, retries=1, backoff=0.001, session=PutFails())
+    with pytest.raises(ApplyError) as caught:
+        client.apply({"switches": {dpid: {"bonds": {"bond0": {"ports": [1]}}}}})
+    assert isinstance(caught.value.error, ConnectionFailed) and caught.value.done == []
+    assert (caught.value.change.action, caught.value.change.bond) == (CREATE, "bond0")
+    assert cli.exit_status(caught.value) == cli.EXIT_UNREACHABLE
