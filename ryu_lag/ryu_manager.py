@@ -7,7 +7,7 @@ Ryu's defaults apply, so it listens on every address unless told otherwise.
 
 from __future__ import annotations
 
-from ryu_lag import eventlet_compat, options
+from ryu_lag import eventlet_compat, launcher, options
 
 
 def main() -> None:
@@ -19,6 +19,7 @@ def main() -> None:
     options.register()
     from ryu.cmd import manager
 
+    launcher.exit_when_a_listener_cannot_bind()
     manager.main(prog="python -m ryu_lag.ryu_manager")
 
 
