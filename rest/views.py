@@ -103,10 +103,14 @@ def bond_view(service: LagService, config: BondConfig, now: float) -> dict[str, 
 
 
 def selection(member: Member) -> str:
-    """``selected``, ``unselected``, or ``standby``: selected and ready, held back by min_links."""
+    """``selected``, ``unselected``, or ``standby``: selected, held back because the bond is below min_links.
+
+    Held back: STANDBY (too few members can aggregate: no further than WAITING), or
+    distributing while too few members distribute yet.
+    """
     if not member.selected:
         return "unselected"
-    if member.distributing and not member.enabled:
+    if member.standby or (member.distributing and not member.enabled):
         return "standby"
     return "selected"
 

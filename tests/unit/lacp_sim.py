@@ -19,6 +19,7 @@ class Wire:
     b: End
     up: bool = True
     silent: bool = False  # carrier up, frames lost
+    cut_from: End | None = None  # carrier up, frames sent by this end lost (a one-way failure)
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Lab:
     now: float = 0.0
     step: float = 0.01
     sent: list[tuple[float, LacpBond, int]] = field(default_factory=list)
+    pdus: list[tuple[float, LacpBond, int, Lacpdu]] = field(default_factory=list)  # as ``sent``, with the PDU
 
     def connect(self, a: End, b: End) -> Wire:
         wire = Wire(a, b)
@@ -71,11 +73,12 @@ class Lab:
             sender, pending = queue.popleft()
             for tx in pending.transmit:
                 self.sent.append((self.now, sender, tx.port))
+                self.pdus.append((self.now, sender, tx.port, tx.pdu))
                 found = self._peer(sender, tx.port)
                 if found is None:
                     continue
                 wire, (peer, peer_port) = found
-                if wire.up and not wire.silent:
+                if wire.up and not wire.silent and wire.cut_from != (sender, tx.port):
                     frame = encode_frame("02:00:00:00:00:01", tx.pdu)
                     queue.append((peer, peer.receive_frame(peer_port, frame, self.now)))
 
@@ -174,3 +177,61 @@ class OvsLikePartner:
         if not self.reflects_sync:
             partner = dataclasses.replace(partner, state=partner.state & ~LacpState.SYNCHRONIZATION)
         return Update(transmit=[Transmit(member.port, Lacpdu(actor, partner))])
+
+
+@dataclass
+class _EchoMember:
+    port: int
+    link_up: bool = False
+    heard: PortInfo | None = None  # the actor info of the last PDU heard (ours), never expired
+    next_tx: float = math.inf
+
+
+class EchoingPartner:
+    """A scripted partner that echoes what it last heard of us and never expires it, as Faucet was
+    measured doing.
+
+    It answers every LACPDU it hears at once and sends its own every ``period`` seconds; it
+    says Sync+Collecting+Distributing once it has heard an aggregatable partner. Cut our
+    direction (``Wire.cut_from``) and it keeps echoing our last state as it heard it.
+    """
+
+    def __init__(self, system: str, key: int, ports, *, period: float = 5.0) -> None:
+        self.system, self.key, self.period = system, key, period
+        self.members = {port: _EchoMember(port) for port in ports}
+
+    def actor(self, port: int) -> PortInfo:
+        heard = self.members[port].heard
+        state = LacpState.ACTIVITY | LacpState.TIMEOUT | LacpState.AGGREGATION
+        if heard is None:
+            state |= LacpState.DEFAULTED
+        elif heard.state & LacpState.AGGREGATION:
+            state |= _UP
+        return PortInfo(32768, self.system, self.key, 1, port, state)
+
+    def set_link(self, port: int, up: bool, now: float) -> Update:
+        member = self.members[port]
+        member.link_up = up
+        member.next_tx = now if up else math.inf
+        return self._run(member, now)
+
+    def receive_frame(self, port: int, frame: bytes, now: float) -> Update:
+        member = self.members[port]
+        if not member.link_up:
+            return Update()
+        member.heard = decode_frame(frame)[1].actor
+        return self._run(member, now, answer=True)
+
+    def tick(self, now: float) -> Update:
+        update = Update()
+        for member in self.members.values():
+            update.extend(self._run(member, now))
+        return update
+
+    def _run(self, member: _EchoMember, now: float, answer: bool = False) -> Update:
+        if not member.link_up or not (answer or now >= member.next_tx):
+            return Update()
+        if now >= member.next_tx:
+            member.next_tx = now + self.period
+        pdu = Lacpdu(self.actor(member.port), member.heard or NULL_PORT_INFO)
+        return Update(transmit=[Transmit(member.port, pdu)])
