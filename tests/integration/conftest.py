@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pathlib
+import subprocess
 from dataclasses import dataclass
 
 import pytest
 
 from ryu_lag.config import BondConfig
 from ryu_lag.store import BondStore
-from tests.integration.netlab import Host, Lab, Member, ovs_available
+from tests.integration.netlab import Host, Lab, Member, TcpRelay, ovs_available
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,6 +49,9 @@ class Classic:
     of_port: int
     api_port: int
     log: pathlib.Path
+    db: pathlib.Path
+    controller: subprocess.Popen
+    relay: TcpRelay | None = None  # between s1 and the controller, when asked for
 
 
 def build_classic(
@@ -58,17 +62,25 @@ def build_classic(
     mode: str = "active",
     partner_mode: str = "active",
     extra_ports: int = 0,
+    max_backoff: int | None = None,
+    relay: bool = False,
 ) -> Classic:
-    """The classic experiment; s1 (dpid 1) bonds ports 1,2 (plus ``extra_ports`` more members)."""
+    """The classic experiment; s1 (dpid 1) bonds ports 1,2 (plus ``extra_ports`` more members).
+
+    ``max_backoff`` goes to s1's controller record; with ``relay`` s1 reaches the
+    controller through a ``TcpRelay`` of the lab.
+    """
     db = tmp / "state.sqlite3"
     ports = [1, 2] + [6 + i for i in range(extra_ports)]
     store_bonds(db, (1, {"name": "bond0", "ports": ports, "rate": rate, "mode": mode}))
     log = tmp / "ryu-lag.log"
-    _, of_port, api_port = lab.controller(db, log=log)
-    s1 = lab.bridge("s1", dpid=1, controller=of_port)
+    controller, of_port, api_port = lab.controller(db, log=log)
+    tcp_relay = lab.relay(of_port) if relay else None
+    s1 = lab.bridge("s1", dpid=1)
+    lab.set_controller(s1, tcp_relay.port if tcp_relay else of_port, max_backoff=max_backoff)
     partner = lab.bridge("p1")
     members = [lab.member_path(s1, 1, "1"), lab.member_path(s1, 2, "2")]
     h1 = lab.host("h1", "10.0.0.1", partner)
     others = [lab.host(f"h{i}", f"10.0.0.{i}", s1, i + 1) for i in (2, 3, 4)]
     bond = lab.ovs_bond(partner, members, mode=partner_mode, fast=True)
-    return Classic(lab, s1, partner, bond, members, h1, others, of_port, api_port, log)
+    return Classic(lab, s1, partner, bond, members, h1, others, of_port, api_port, log, db, controller, tcp_relay)

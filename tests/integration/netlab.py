@@ -13,13 +13,16 @@ import secrets
 import shutil
 import signal
 import socket
+import selectors
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 VENV_BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def sh(*args: str, check: bool = True) -> str:
@@ -93,6 +96,7 @@ class Lab:
     links: list[str] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     procs: list[subprocess.Popen] = field(default_factory=list)
+    relays: list[TcpRelay] = field(default_factory=list)
 
     def name(self, suffix: str) -> str:
         name = f"{self.prefix}{suffix}"
@@ -113,9 +117,21 @@ class Lab:
             self.set_controller(br, controller)
         return br
 
-    def set_controller(self, br: str, port: int) -> None:
+    def set_controller(self, br: str, port: int, *, max_backoff: int | None = None) -> None:
+        """Point ``br`` at a controller on 127.0.0.1:``port``.
+
+        ``max_backoff`` (ms; Open vSwitch's default is 8000) caps how long the switch waits
+        between attempts to reach the controller again; 1000 makes a restart quick.
+        """
         sh("ovs-vsctl", "set-controller", br, f"tcp:127.0.0.1:{port}")
-        sh("ovs-vsctl", "set", "controller", br, "connection_mode=out-of-band", "inactivity_probe=5000")
+        settings = ["connection_mode=out-of-band", "inactivity_probe=5000"]
+        if max_backoff is not None:
+            settings.append(f"max_backoff={max_backoff}")
+        sh("ovs-vsctl", "set", "controller", br, *settings)
+
+    def connected(self, br: str) -> bool:
+        """Whether ``br`` has an OpenFlow connection to its controller."""
+        return sh("ovs-vsctl", "get", "controller", br, "is_connected", check=False).strip() == "true"
 
     def veth(self, a: str, b: str) -> None:
         sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
@@ -186,9 +202,12 @@ class Lab:
         return bond
 
     # ---- controller -------------------------------------------------------------
-    def controller(self, db: Path, *extra: str, log: Path) -> tuple[subprocess.Popen, int, int]:
-        """Start ``ryu-lag`` on free loopback ports; returns (process, OpenFlow port, REST port)."""
-        of_port, api_port = free_port(), free_port()
+    def controller(
+        self, db: Path, *extra: str, log: Path, of_port: int | None = None, api_port: int | None = None
+    ) -> tuple[subprocess.Popen, int, int]:
+        """Start ``ryu-lag`` (on free loopback ports unless given); returns (process, OpenFlow port, REST port)."""
+        of_port = of_port or free_port()
+        api_port = api_port or free_port()
         proc = subprocess.Popen(
             [
                 str(VENV_BIN / "ryu-lag"), "--ofp-tcp-listen-port", str(of_port), "--wsapi-port", str(api_port),
@@ -200,7 +219,37 @@ class Lab:
         wait_for(lambda: _listening(of_port), 20, f"ryu-lag listening on {of_port}")
         return proc, of_port, api_port
 
+    def restart(self, proc: subprocess.Popen, sig: int, of_port: int, log: Path) -> tuple[subprocess.Popen, float]:
+        """Stop ``proc`` with ``sig`` and start its command line again at once, writing to ``log``.
+
+        Returns the new process, listening on ``of_port``, and how many seconds the old
+        one took to exit after the signal (it gets 10 s, then SIGKILL).
+        """
+        signalled = time.monotonic()
+        proc.send_signal(sig)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        stopped = time.monotonic() - signalled
+        with log.open("a") as out:
+            new = subprocess.Popen(proc.args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        self.procs.append(new)
+        wait_for(lambda: _listening(of_port) or new.poll() is not None, 20, f"restarted controller on {of_port}", 0.02)
+        if new.poll() is not None:
+            raise RuntimeError(f"the restarted controller exited ({new.returncode}); see {log}")
+        return new, stopped
+
+    def relay(self, target: int) -> TcpRelay:
+        """A ``TcpRelay`` on a free loopback port to 127.0.0.1:``target``, closed by ``close()``."""
+        relay = TcpRelay(target)
+        self.relays.append(relay)
+        return relay
+
     def close(self) -> None:
+        for relay in self.relays:
+            relay.close()
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -260,3 +309,160 @@ def ping_gaps(output: str) -> tuple[int, int, float]:
     sent = re.search(r"(\d+) packets transmitted, (\d+) received", output)
     gaps = [b - a for a, b in zip(times, times[1:])]
     return (int(sent.group(1)), int(sent.group(2)), max(gaps, default=0.0) * 1000) if sent else (0, 0, 0.0)
+
+
+class TcpRelay:
+    """A TCP relay on 127.0.0.1:``port`` to 127.0.0.1:``target``, to cut a connection on demand.
+
+    ``cut()`` closes every relayed connection (both ends see it close) and refuses new
+    ones until ``restore()``: to the switch the controller is gone, to the controller the
+    switch is. All socket work happens in one thread; ``cut`` and ``restore`` return once
+    it is done. A side that stops reading stalls the relay: fine for OpenFlow-sized traffic.
+    """
+
+    def __init__(self, target: int, port: int | None = None) -> None:
+        self.target = target
+        self.port = port or free_port()
+        self.accepted = 0  # connections relayed so far
+        self._selector = selectors.DefaultSelector()
+        self._wake_rx, self._wake_tx = socket.socketpair()
+        self._selector.register(self._wake_rx, selectors.EVENT_READ)
+        self._peers: dict[socket.socket, socket.socket] = {}
+        self._listener: socket.socket | None = None
+        self._pending: list[tuple[object, threading.Event]] = []
+        self._lock = threading.Lock()
+        self._running = True
+        self._listen()
+        self._thread = threading.Thread(target=self._loop, name=f"relay-{self.port}", daemon=True)
+        self._thread.start()
+
+    def cut(self) -> None:
+        """Close every relayed connection and refuse new ones."""
+        self._call(self._cut)
+
+    def restore(self) -> None:
+        """Accept and relay connections again."""
+        self._call(self._listen)
+
+    def close(self) -> None:
+        """Cut, and stop the relay's thread."""
+        if self._running:
+            self._call(self._cut)
+            self._running = False
+            self._wake_tx.send(b"x")
+            self._thread.join(5)
+            self._selector.close()
+            self._wake_rx.close()
+            self._wake_tx.close()
+
+    # ---- the relay's thread -------------------------------------------------------
+    def _call(self, action) -> None:
+        done = threading.Event()
+        with self._lock:
+            self._pending.append((action, done))
+        self._wake_tx.send(b"x")
+        if not done.wait(5):
+            raise RuntimeError(f"relay {self.port} did not act within 5 s")
+
+    def _listen(self) -> None:
+        if self._listener is not None:
+            return
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self._listener = listener
+        self._selector.register(listener, selectors.EVENT_READ)
+
+    def _cut(self) -> None:
+        for sock in list(self._peers):
+            self._drop(sock)
+        if self._listener is not None:
+            self._selector.unregister(self._listener)
+            self._listener.close()
+            self._listener = None
+
+    def _drop(self, sock: socket.socket) -> None:
+        peer = self._peers.pop(sock, None)
+        for one in (sock, peer):
+            if one is not None:
+                self._peers.pop(one, None)
+                try:
+                    self._selector.unregister(one)
+                except (KeyError, ValueError):
+                    pass
+                one.close()
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        downstream, _ = self._listener.accept()
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target), timeout=1.0)
+        except OSError:
+            downstream.close()  # nothing listens behind the relay: the switch sees a refusal-like close
+            return
+        for sock in (downstream, upstream):
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._selector.register(sock, selectors.EVENT_READ)
+        self._peers[downstream], self._peers[upstream] = upstream, downstream
+        self.accepted += 1
+
+    def _forward(self, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(65536)
+            if data:
+                self._peers[sock].sendall(data)
+                return
+        except OSError:
+            pass
+        self._drop(sock)
+
+    def _loop(self) -> None:
+        while self._running:
+            for key, _ in self._selector.select(timeout=1.0):
+                sock = key.fileobj
+                if sock is self._wake_rx:
+                    self._wake_rx.recv(4096)
+                    with self._lock:
+                        pending, self._pending = self._pending, []
+                    for action, done in pending:
+                        action()  # type: ignore[operator]
+                        done.set()
+                    break  # the registrations may have changed under the remaining keys
+                if sock is self._listener:
+                    self._accept()
+                elif sock in self._peers:
+                    self._forward(sock)  # type: ignore[arg-type]
+
+
+class LacpWatch:
+    """``ovs-appctl lacp/show BOND`` every ``interval`` seconds in a thread, until ``stop()``."""
+
+    def __init__(self, bond: str, interval: float = 0.05) -> None:
+        self.bond = bond
+        self.interval = interval
+        self.samples: list[tuple[float, dict]] = []  # (epoch seconds, parse_lacp_show)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name=f"lacp-watch-{bond}", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), parse_lacp_show(lacp_show(self.bond))))
+            self._stop.wait(self.interval)
+
+    def stop(self) -> list[tuple[float, dict]]:
+        """Stop polling; every sample taken."""
+        self._stop.set()
+        self._thread.join(5)
+        return self.samples
+
+    def lapses(self) -> list[str]:
+        """One line per sample in which the bond was not negotiated or a member was not current."""
+        out = []
+        for stamp, show in self.samples:
+            stale = {name: m["status"] for name, m in show["members"].items() if not m["status"].startswith("current")}
+            if "negotiated" not in show["status"] or stale:
+                out.append(f"{stamp:.3f}: status {show['status']!r}, members not current: {stale}")
+        return out
