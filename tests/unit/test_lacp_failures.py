@@ -44,6 +44,7 @@ def test_below_min_links_the_remaining_member_is_standby_with_sync_off_so_the_pa
     assert sent and all(not pdu.actor.state & _SYNC for pdu in sent)  # told the partner at once, and kept saying it
     assert distributing(b) == set() and not b.members[1].collecting  # the partner sends nothing into the bond
     assert not a.is_up()
+    assert a.next_deadline() > lab.now  # its aggregate wait is over, and no timer stays due while it waits on
     assert member.selected and member.standby
     assert a.reason(1).startswith("bond below min_links (1 of 2 members can aggregate)")
     lab.set_carrier(wire2, True)  # enough candidates again: both attach
