@@ -36,6 +36,7 @@ BENCHMARKS = {
     "throughput": "benchmarks.throughput",
     "lacp_scale": "benchmarks.lacp_scale",
     "rest": "benchmarks.rest_bench",
+    "restart": "benchmarks.restart",
 }
 RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 REPORT = ROOT / "BENCHMARKS.md"
