@@ -81,7 +81,8 @@ class BondStore:
                 raise StoreError(f"state database {path} is corrupt: {result}")
             has_table = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bonds'").fetchone()
             # A schema 1 store set user_version after creating its table: 0 with a table is 1.
-            self._version = max(self._db.execute("PRAGMA user_version").fetchone()[0], 1) if has_table else SCHEMA_VERSION
+            stored_version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            self._version = max(stored_version, 1) if has_table else SCHEMA_VERSION
             if self._version > SCHEMA_VERSION:
                 raise StoreError(
                     f"state database {path} has schema {self._version}, written by a newer ryu-lag"
@@ -140,7 +141,8 @@ class BondStore:
             try:
                 configs.append(BondConfig.from_dict(dpid, json.loads(text)))
             except (ValueError, TypeError, ConfigError) as exc:  # TypeError: a column that is not text
-                raise StoreError(f"state database {self.path}: bond {name!r} of {format_dpid(dpid)} is invalid: {exc}") from exc
+                where = f"state database {self.path}: bond {name!r} of {format_dpid(dpid)}"
+                raise StoreError(f"{where} is invalid: {exc}") from exc
         return configs
 
     def put(self, config: BondConfig) -> None:

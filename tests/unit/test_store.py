@@ -19,7 +19,10 @@ from ryu_lag.store import LOCK_SUFFIX, SCHEMA_VERSION, BondStore, StoreError
 SQLITE_SYNCHRONOUS = {"NORMAL": 1, "FULL": 2}
 EDGE_DPIDS = [0, 2**63 - 1, 2**63, 2**64 - 1]
 # The schema 1 table exactly as the first release created it.
-V1_SCHEMA = "CREATE TABLE bonds (dpid INTEGER NOT NULL, name TEXT NOT NULL, config TEXT NOT NULL, PRIMARY KEY (dpid, name))"
+V1_SCHEMA = (
+    "CREATE TABLE bonds (dpid INTEGER NOT NULL, name TEXT NOT NULL,"
+    " config TEXT NOT NULL, PRIMARY KEY (dpid, name))"
+)
 
 
 def bond(dpid: int = 1, name: str = "bond0", ports: tuple[int, ...] = (1, 2), key: int = 1) -> BondConfig:
