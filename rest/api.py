@@ -5,6 +5,12 @@ in JSON. Every handler goes through :meth:`LagController._dispatch`, which check
 token, maps exceptions to ``{"error": {"code", "message"}}`` with their status (never a
 500 for bad input, never a stack trace) and counts the request for ``/metrics``. Every
 check runs before the app is called, so a refused request changes nothing.
+
+Before the token, every route (``/metrics`` too) refuses what only a web browser sends for
+another site's page (403): an ``Origin`` that is not the API's own, ``Sec-Fetch-Site:
+cross-site``; and, when no token is configured, a ``Host`` that does not name the API's bind
+address (a page whose own name was made to resolve to 127.0.0.1: DNS rebinding). ``curl``
+and the Python client send no ``Origin`` and the address they connect to as ``Host``.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import ipaddress
 import json
 import logging
 import re
+import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ryu_lag import eventlet_compat, options
@@ -47,6 +55,13 @@ METRICS_PATH = "/metrics"
 UNMATCHED = "unmatched"  # the route label of requests that match no route
 _LENIENT_TYPES = frozenset({"", "application/x-www-form-urlencoded"})  # curl -d sends the latter
 _AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="ryu_lag"'}
+DEFAULT_BIND = "127.0.0.1"
+WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# A Host header or an Origin's authority: a name or IPv4 address, or an IPv6 one in brackets; a port.
+_AUTHORITY_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\[\]:/@\s]+)(?::([0-9]{1,5}))?")
+# A first path segment that tries to be a dpid: answered 400 invalid_dpid, anything else 404.
+_DPID_ATTEMPT_RE = re.compile(r"(0[xX])?[0-9A-Fa-f:]+|.{16}")
 
 
 class LagAppLike(Protocol):
@@ -73,6 +88,94 @@ class ApiError(Exception):
         self.message = message
         self.field = field
         self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class HostNames:
+    """The names and addresses a request's ``Host`` may give: those of the API's bind address.
+
+    A web page can make a name it owns resolve to 127.0.0.1 (DNS rebinding); its requests then
+    reach the API with that name in ``Host``. An IP address in ``Host`` cannot be rebound.
+    """
+
+    names: frozenset[str]
+    addresses: frozenset[str]
+    loopback: bool  # every loopback address (127.0.0.0/8, ::1)
+    any_address: bool  # a wildcard bind: whatever address reached us is ours
+
+    @classmethod
+    def of_bind(cls, host: str) -> HostNames:
+        """For an API listening on ``host`` (``--wsapi-host``); wildcard binds add the machine's names."""
+        host = host.strip().lower().strip("[]")
+        own_name = socket.gethostname().lower()
+        if host in WILDCARD_BINDS:
+            names = frozenset({"localhost", own_name, socket.getfqdn().lower()})
+            return cls(names, frozenset(), loopback=True, any_address=True)
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:  # a name: it and what it resolves to
+            loopback = is_loopback(host)
+            names = frozenset({host, "localhost", own_name} if loopback else {host})
+            return cls(names, _resolve(host), loopback=loopback, any_address=False)
+        names = frozenset({"localhost", own_name}) if address.is_loopback else frozenset()
+        return cls(names, frozenset({str(address)}), loopback=address.is_loopback, any_address=False)
+
+    def allow(self, hostname: str) -> bool:
+        """Whether ``hostname`` (from a ``Host`` header, brackets removed) names this API."""
+        try:
+            address = ipaddress.ip_address(hostname)
+        except ValueError:
+            return hostname.lower() in self.names
+        return self.any_address or (self.loopback and address.is_loopback) or str(address) in self.addresses
+
+
+def _resolve(name: str) -> frozenset[str]:
+    try:
+        return frozenset(str(info[4][0]) for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP))
+    except OSError:
+        return frozenset()
+
+
+def split_authority(authority: str) -> tuple[str, int | None] | None:
+    """(host, port) of a ``Host`` header or an origin's authority, IPv6 brackets removed; None if malformed."""
+    match = _AUTHORITY_RE.fullmatch(authority)
+    if match is None:
+        return None
+    port = match.group(2)
+    return match.group(1).strip("[]").lower(), int(port) if port is not None else None
+
+
+def check_browser_request(req: Request, hosts: HostNames | None) -> None:
+    """Refuse (403) a web page's request to us from another site, or under a name not ours.
+
+    ``hosts`` None (a token is configured) leaves ``Host`` unchecked: such a page cannot send the token.
+    """
+    if req.headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site":
+        raise ApiError(403, "forbidden_origin", "a cross-site request from a web page (Sec-Fetch-Site: cross-site)")
+    host_header = req.environ.get("HTTP_HOST")
+    host = split_authority(host_header.strip()) if host_header is not None else None
+    origin = req.headers.get("Origin")
+    if origin is not None and not _same_origin(origin.strip(), host):
+        raise ApiError(403, "forbidden_origin", f"a request from the web page of another origin ({origin!r})")
+    if hosts is not None and host_header is not None and (host is None or not hosts.allow(host[0])):
+        message = (
+            f"Host {host_header!r} does not name this API; use the address it listens on"
+            " (a page on a name made to resolve here is refused: DNS rebinding)"
+        )
+        raise ApiError(403, "forbidden_host", message)
+
+
+def _same_origin(origin: str, host: tuple[str, int | None] | None) -> bool:
+    """Whether ``origin`` (an Origin header) is this API's, as reached under ``host`` (the Host header)."""
+    scheme, separator, authority = origin.partition("://")
+    scheme = scheme.lower()
+    if not separator or scheme not in DEFAULT_PORTS or host is None:
+        return False  # also "null": a sandboxed page or a file
+    parts = split_authority(authority)
+    if parts is None:
+        return False
+    default = DEFAULT_PORTS[scheme]
+    return (parts[0], parts[1] or default) == (host[0], host[1] or default)
 
 
 def as_api_error(exc: Exception) -> ApiError:
@@ -135,6 +238,7 @@ class LagController(ControllerBase):
         self.token: str | None = data["token"]
         self.metrics: RestMetrics = data["metrics"]
         self.clock: Callable[[], float] = data["clock"]
+        self.hosts: HostNames | None = data["hosts"]
 
     @property
     def service(self) -> LagService:
@@ -148,6 +252,7 @@ class LagController(ControllerBase):
         # (p99 in the hundreds of ms at 32 clients while p50 stays under 1 ms).
         hub.sleep(0)
         try:
+            check_browser_request(req, self.hosts)
             if route_path != METRICS_PATH:
                 self._authorize(req)
             response = handle()
@@ -186,7 +291,7 @@ class LagController(ControllerBase):
 
         def handle() -> Response:
             first = path.split("/", 1)[0]
-            if first and not re.fullmatch(DPID_PATTERN, first):
+            if _DPID_ATTEMPT_RE.fullmatch(first) and not re.fullmatch(DPID_PATTERN, first):
                 message = f"{first!r} is not a dpid: 16 lowercase hex digits, e.g. 0000000000000001"
                 raise ApiError(400, "invalid_dpid", message)
             raise ApiError(404, "not_found", f"no such resource: {req.path}")
@@ -359,6 +464,8 @@ def read_json(req: Request) -> Any:
         if not raw.strip():
             raise ValueError("the request body is empty")
         return _JSON_DECODER.decode(raw.decode("utf-8"))
+    except DuplicateKey as exc:  # JSON, but ambiguous: whichever copy won, the other was meant too
+        raise ApiError(400, "malformed_json", f"the request body is ambiguous JSON: {exc}") from None
     except (ValueError, RecursionError) as exc:
         if declared:
             raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {exc}") from None
@@ -367,19 +474,41 @@ def read_json(req: Request) -> Any:
         raise ApiError(415, "unsupported_media_type", message) from None
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice."""
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # one, not one per request
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(f"duplicate key {key!r}")
+            seen.add(key)
+    return obj
+
+
+# One, not one per request.
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates)
 
 
 def register(
-    wsgi: WSGIApplication, app: LagAppLike, token: str | None = None, clock: Callable[[], float] = time.monotonic
+    wsgi: WSGIApplication,
+    app: LagAppLike,
+    token: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    host: str = DEFAULT_BIND,
 ) -> RestMetrics:
-    """Add the API to Ryu's WSGI application, then a 405 fallback per route and a JSON 404 under /lag."""
+    """Add the API (listening on ``host``) to Ryu's WSGI application, then a 405 fallback per route
+    and a JSON 404 under /lag."""
     metrics = RestMetrics(app.service)
-    wsgi.register(LagController, {"lag_app": app, "token": token, "metrics": metrics, "clock": clock})
+    hosts = None if token else HostNames.of_bind(host)
+    wsgi.register(LagController, {"lag_app": app, "token": token, "metrics": metrics, "clock": clock, "hosts": hosts})
     for path, (methods, requirements) in routes().items():
         wsgi.mapper.connect(
             None, path, controller=LagController, action="method_not_allowed",
@@ -432,6 +561,6 @@ def install(wsgi: WSGIApplication, app: LagAppLike) -> None:
         raise SystemExit(2)
     if token is None and not is_loopback(host):
         LOG.warning("REST API on %s without a token (--lag-insecure): anyone who can reach it can change bonds", host)
-    register(wsgi, app, token)
+    register(wsgi, app, token, host=host)
     server.install()
     LOG.info("REST API on http://%s:%d/lag%s", host, CONF.wsapi_port, " (token required)" if token else "")

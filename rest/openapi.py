@@ -58,6 +58,7 @@ _SCHEMAS: dict[str, Any] = {
                             "invalid_field", "malformed_json", "invalid_dpid", "unauthorized", "unknown_switch",
                             "unknown_bond", "not_found", "method_not_allowed", "conflict", "payload_too_large",
                             "unsupported_media_type", "unknown_port", "internal_error", "store_unavailable",
+                            "forbidden_origin", "forbidden_host",
                         ],
                     },
                     "message": {"type": "string"},
@@ -191,6 +192,8 @@ _SCHEMAS: dict[str, Any] = {
 _ERRORS = {
     400: "invalid JSON, field or query parameter (unknown ones too)",
     401: "missing or invalid bearer token",
+    403: "a web page's request: Origin not the API's own or Sec-Fetch-Site cross-site (forbidden_origin), "
+    "or, without a token, a Host that does not name the API (forbidden_host: DNS rebinding)",
     404: "unknown switch or bond",
     409: "a port already in another bond, a key already used, or (POST) the name taken",
     413: "body over 64 KiB",
@@ -213,7 +216,7 @@ def _json(schema_name: str, description: str, headers: dict[str, Any] | None = N
 
 def _responses(ok: dict[int, Any], *errors: int) -> dict[str, Any]:
     out = {str(code): value for code, value in ok.items()}
-    for code in (*errors, 401, 500):
+    for code in (*errors, 401, 403, 500):
         out[str(code)] = {"$ref": f"#/components/responses/E{code}"}
     return out
 
@@ -312,7 +315,8 @@ _PATHS: dict[str, Any] = {
                 "200": {
                     "description": "Prometheus text format",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
+                },
+                "403": {"$ref": "#/components/responses/E403"},
             },
         }
     },
@@ -327,7 +331,9 @@ _DOCUMENT: dict[str, Any] = {
             "IEEE 802.1AX LACP link aggregation for OpenFlow 1.3 switches. A dpid is 16 lowercase hex "
             "digits. Errors are JSON: {\"error\": {\"code\", \"message\"}}. A method a path does not "
             "support answers 405 with Allow; OPTIONS answers 204 with Allow; GET paths answer HEAD. "
-            "With a token configured, every path but /metrics needs 'Authorization: Bearer TOKEN'."
+            "With a token configured, every path but /metrics needs 'Authorization: Bearer TOKEN'. "
+            "Every path refuses a web page's cross-site request and, without a token, a Host that "
+            "does not name the API (403)."
         ),
     },
     "paths": _PATHS,
