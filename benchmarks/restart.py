@@ -80,9 +80,12 @@ class Rig:
             "drop": drop,
         }[name]
 
-    def ready(self, timeout: float) -> None:
-        """s1 connected and the bond negotiated and carrying traffic on both sides."""
-        if not wait_until(lambda: self.lab.connected(self.topo.s1) and self.topo.ready(), timeout):
+    def ready(self, timeout: float, connections: int = 0) -> None:
+        """s1 connected (after more than ``connections`` through the relay), the bond up on both sides."""
+        def up() -> bool:
+            return self.relay.accepted > connections and self.lab.connected(self.topo.s1) and self.topo.ready()
+
+        if not wait_until(up, timeout):
             raise RuntimeError(f"{self.kind}: s1 not connected with the bond up after {timeout:.0f} s")
 
 
@@ -92,13 +95,14 @@ def measure(rig: Rig, event: str, run: int) -> dict:
     rig.ready(40)
     for host in topo.others:
         host.ping(topo.h1.ip, count=5, interval=0.05)
+    connections = rig.relay.accepted
     watch = LacpWatch(topo.partner_bond, 0.05)
     pings = Pings(rig.lab, topo.others, topo.h1.ip, rig.workdir, f"{event}-{run}")
     time.sleep(BEFORE_EVENT)
     stopped = rig.event(event)()
     back = True
     try:
-        rig.ready(20)
+        rig.ready(20, connections)
     except RuntimeError:
         back = False
     time.sleep(AFTER_READY)
