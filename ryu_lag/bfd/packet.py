@@ -199,7 +199,7 @@ _UDP_PORT_BY_KIND = {EncapsulationKind.OVS: OVS_UDP_PORT, EncapsulationKind.RFC7
 def _checksum(data: bytes) -> int:
     """The Internet checksum (RFC 1071) of ``data``."""
     if len(data) % 2:
-        data += b"\x00"
+        data = data + b"\x00"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)

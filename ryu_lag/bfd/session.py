@@ -35,7 +35,8 @@ Rules this module keeps:
   recorded; we keep transmitting periodically).
 
 Nothing here reads a clock or does I/O: every event takes ``now`` (seconds) and returns
-an :class:`Update` of the packets to send and the state change, if any.
+an :class:`Update` of the packets to send and the state change, if any. Bad input is
+counted (``counters.bad_rx``, ``counters.last_bad_reason``), never raised.
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ from ryu_lag.bfd.packet import (
     MAX_DETECT_MULT,
     MAX_DISCRIMINATOR,
     MAX_INTERVAL_US,
+    BfdError,
     ControlPacket,
     Diag,
     State,
+    decode_frame,
 )
 
 SLOW_TX_US = 1_000_000  # RFC 5880 6.8.3: the least Desired Min TX advertised while not Up
@@ -186,6 +189,9 @@ class BfdSession:
         # What our packets carry, and what our own timing uses (they differ only during a poll).
         self._advertised: tuple[int, int] = self._target()  # Desired Min TX, Required Min RX
         self._in_use: tuple[int, int] = self._advertised
+        # The last well-formed frame received and its packet: a remote repeats the same frame until
+        # something changes, so most frames need no decoding.
+        self._last_frame: tuple[bytes, int, ControlPacket] | None = None
         self._last_periodic: float | None = None
         self._gap_interval_us = self.tx_interval_us  # the TX interval the pending packet was timed with
         self._next_tx = -math.inf  # the first tick sends
@@ -280,6 +286,20 @@ class BfdSession:
                 update.transmit.append(self._send(now, poll=False, final=True))
         self._reschedule(remote_rx_changed)
         return update
+
+    def receive_frame(self, frame: bytes, udp_port: int, now: float) -> Update:
+        """A frame to ``udp_port`` arrived on the member: decoded, or counted as bad (never raises)."""
+        last = self._last_frame
+        if last is not None and last[0] == frame and last[1] == udp_port:
+            packet = last[2]
+        else:
+            try:
+                packet = decode_frame(frame, udp_port).packet
+            except BfdError as error:
+                self.bad_packet(str(error))
+                return Update()
+            self._last_frame = (bytes(frame), udp_port, packet)
+        return self.receive(packet, now)
 
     def bad_packet(self, reason: str) -> None:
         """Count a packet that was discarded (the codec's :class:`BfdError`, or ours)."""

@@ -19,7 +19,6 @@ from ryu_lag.bfd import (
     State,
     Update,
     decode_control,
-    decode_frame,
     encode_frame,
     source_port,
 )
@@ -178,6 +177,22 @@ def test_wrong_your_discriminator_is_counted_and_ignored():
     assert s.counters.bad_rx == 2 and s.counters.last_bad_reason == "TTL 64, not 255"
 
 
+def test_receive_frame_decodes_and_counts_bad_frames():
+    s = session()
+    encapsulation = Encapsulation.ovs()
+    down = encode_frame(encapsulation, "02:00:00:00:00:bb", 49152, remote(State.DOWN, tx_ms=1000))
+    assert s.receive_frame(down, 3784, 0.0).state_change.new is State.INIT
+    assert s.receive_frame(down, 3784, 0.1).state_change is None  # the same frame again
+    assert s.counters.rx == 2 and s.counters.last_rx == 0.1
+    up = encode_frame(encapsulation, "02:00:00:00:00:bb", 49152, remote(State.UP, tx_ms=1000))
+    assert s.receive_frame(up, 3784, 0.2).state_change.new is State.UP
+    assert s.receive_frame(up, 6784, 0.3) == Update()  # the frame decoded a moment ago, to the wrong port
+    assert s.counters.bad_rx == 1 and "UDP destination port 3784" in s.counters.last_bad_reason
+    assert s.receive_frame(up[:50], 3784, 0.3) == Update()
+    assert s.counters.bad_rx == 2 and "total length 52 exceeds" in s.counters.last_bad_reason
+    assert s.state is State.UP and s.counters.rx == 3
+
+
 def test_remote_discriminator_learned_and_echoed():
     s = session()
     assert s.tick(0.0).transmit[0].your_discriminator == 0
@@ -261,7 +276,7 @@ def test_agreed_intervals_and_detection_time():
     assert s.tx_interval_us == 300 * MS  # max(our 100 ms, their required 300 ms)
     assert s.rx_interval_us == 250 * MS  # max(our required 100 ms, their desired 250 ms)
     assert s.detection_time_us == 5 * 250 * MS  # their multiplier
-    assert s.deadline == pytest.approx(min(s.next_periodic_at, 1.0 + 1.25))
+    assert s.detection_expires_at == pytest.approx(1.0 + 1.25)
     s.receive(remote(State.UP, tx_ms=20, rx_ms=10, mult=2), 2.0)
     assert (s.tx_interval_us, s.rx_interval_us, s.detection_time_us) == (100 * MS, 100 * MS, 200 * MS)
 
@@ -517,13 +532,7 @@ class Wire:
             due = [item for item in self.in_flight if item[0] <= self.now]
             self.in_flight = [item for item in self.in_flight if item[0] > self.now]
             for _, to, frame in due:
-                receiver = self.sessions()[to]
-                try:
-                    packet = decode_frame(frame, 3784).packet
-                except BfdError as error:
-                    receiver.bad_packet(str(error))
-                    continue
-                self.apply(to, receiver.receive(packet, self.now))
+                self.apply(to, self.sessions()[to].receive_frame(frame, 3784, self.now))
             for who, s in enumerate(self.sessions()):
                 self.apply(who, s.tick(self.now))
 
