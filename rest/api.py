@@ -58,6 +58,7 @@ _AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="ryu_lag"'}
 DEFAULT_BIND = "127.0.0.1"
 WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_TCP_PORT = 65535
 # A Host header or an Origin's authority: a name or IPv4 address, or an IPv6 one in brackets; a port.
 _AUTHORITY_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\[\]:/@\s]+)(?::([0-9]{1,5}))?")
 # A first path segment that tries to be a dpid: answered 400 invalid_dpid, anything else 404.
@@ -141,8 +142,10 @@ def split_authority(authority: str) -> tuple[str, int | None] | None:
     match = _AUTHORITY_RE.fullmatch(authority)
     if match is None:
         return None
-    port = match.group(2)
-    return match.group(1).strip("[]").lower(), int(port) if port is not None else None
+    port = int(match.group(2)) if match.group(2) is not None else None
+    if port is not None and port > MAX_TCP_PORT:
+        return None
+    return match.group(1).strip("[]").lower(), port
 
 
 def check_browser_request(req: Request, hosts: HostNames | None) -> None:
@@ -175,7 +178,7 @@ def _same_origin(origin: str, host: tuple[str, int | None] | None) -> bool:
     if parts is None:
         return False
     default = DEFAULT_PORTS[scheme]
-    return (parts[0], parts[1] or default) == (host[0], host[1] or default)
+    return (parts[0], default if parts[1] is None else parts[1]) == (host[0], default if host[1] is None else host[1])
 
 
 def as_api_error(exc: Exception) -> ApiError:
