@@ -154,7 +154,8 @@ class Outcome:
 
     def figures(self) -> str:
         flows = ", ".join(f"gap {gap:.0f} ms lost {sent - received}/{sent}" for sent, received, gap in self.flows)
-        return f"{flows}; partner lapses {len(self.lapses)}/{self.samples}; state diff {len(self.diff)} lines"
+        return (f"{flows}; partner lapses {len(self.lapses)}/{self.samples}; state diff {len(self.diff)} lines; "
+                f"the event took {self.event_s:.2f} s")
 
 
 def through(topo: Classic, event: Callable[[], None]) -> Outcome:
