@@ -128,11 +128,11 @@ def ready(topo: Classic) -> None:
 
 
 class Pings:
-    """``ping -D -i 0.01`` from each host to ``target`` until ``stop()``."""
+    """``ping -D -i 0.01`` from each host to ``target`` until ``stop()`` (or the lab's close)."""
 
-    def __init__(self, hosts: list[Host], target: str) -> None:
-        self.hosts = hosts
+    def __init__(self, lab: Lab, hosts: list[Host], target: str) -> None:
         self.procs = [h.popen("ping", "-D", "-n", "-i", "0.01", "-W", "1", target) for h in hosts]
+        lab.procs.extend(self.procs)
 
     def stop(self) -> list[tuple[int, int, float]]:
         """Per flow (sent, received, largest gap between replies in ms)."""
@@ -164,7 +164,7 @@ def through(topo: Classic, event: Callable[[], None]) -> Outcome:
     ready(topo)
     before = switch_state(topo.s1)
     connections = topo.relay.accepted
-    pings = Pings(topo.others, topo.h1.ip)
+    pings = Pings(topo.lab, topo.others, topo.h1.ip)
     watch = LacpWatch(topo.bond, 0.05)
     time.sleep(1.0)
     started = time.monotonic()
@@ -223,27 +223,41 @@ def test_restart_and_reconnect_cost_no_traffic(classic: Classic, kind: str, atte
 
 
 # ---- changes to the live bond -------------------------------------------------------
+def partner_sees(topo: Classic, port: int, field_: str, value: str) -> bool:
+    """The partner's ``lacp/show`` shows ``field_`` of our member ``port`` as ``value`` (or holding it, for states)."""
+    for member in parse_lacp_show(lacp_show(topo.bond))["members"].values():
+        if member.get("partner_port_id") == str(port):
+            shown = member.get(field_, "")
+            return value in shown.split() if field_ == "partner_state" else shown == value
+    return False
+
+
 def test_put_sequence_on_the_live_bond(classic: Classic):
     ready(classic)
     client = LagClient(f"http://127.0.0.1:{classic.api_port}")
-    steps = [
-        ("port_priority 100", [1, 2], {**BASE, "port_priority": 100}),
-        ("rate slow", [1, 2], {**BASE, "port_priority": 100, "rate": "slow"}),
-        ("remove member 2", [1], {**BASE, "port_priority": 100, "rate": "slow"}),
-        ("add member 2 back", [1, 2], {**BASE, "port_priority": 100, "rate": "slow"}),
+    changed = {**BASE, "port_priority": 100}
+    slow = {**changed, "rate": "slow"}
+    steps: list[tuple[str, list[int], dict, Callable[[], bool]]] = [
+        ("port_priority 100", [1, 2], changed,
+         lambda: partner_sees(classic, 1, "partner_port_priority", "100")),
+        ("rate slow", [1, 2], slow,
+         lambda: not partner_sees(classic, 1, "partner_state", "timeout")),
+        ("remove member 2", [1], slow,
+         lambda: set(members(classic)) == {1} and group_ports(classic.s1) == {1}),
+        ("add member 2 back", [1, 2], slow,
+         lambda: distributing(classic, {1, 2})),
     ]
     not_distributing: list[str] = []
-    pings = Pings(classic.others, classic.h1.ip)
+    pings = Pings(classic.lab, classic.others, classic.h1.ip)
     try:
         time.sleep(1.0)
-        for title, ports, settings in steps:
+        for title, ports, settings, applied in steps:
             client.put_bond(1, "bond0", ports, **settings)
             member = members(classic)[1]
             if not (member["enabled"] and member["mux"] == "distributing"):
                 not_distributing.append(f"after {title}: member 1 {member['mux']}, {member['reason']}")
-            time.sleep(1.5)
-        wait_for(lambda: distributing(classic, {1, 2}), 15, "member 2 distributing again")
-        time.sleep(1.0)
+            wait_for(applied, 15, f"{title} applied")
+            time.sleep(1.0)
     finally:
         flows = pings.stop()
         client.put_bond(1, "bond0", [1, 2], **BASE)
@@ -309,7 +323,7 @@ def test_one_way_cut_keeps_the_member_out(classic: Classic):
     ready(classic)
     cut = classic.members[1]
     try:
-        pings = Pings(classic.others, classic.h1.ip)
+        pings = Pings(classic.lab, classic.others, classic.h1.ip)
         time.sleep(0.5)
         # Member 2's wire drops what s1 sends (wire port 1) and passes what the partner sends.
         sh("ovs-ofctl", "-O", "OpenFlow13", "del-flows", cut.wire)
@@ -318,7 +332,7 @@ def test_one_way_cut_keeps_the_member_out(classic: Classic):
         wait_for(lambda: not members(classic)[2]["enabled"], 10, "member 2 out after the cut")
         left_s = time.monotonic() - cut_at
         pings.stop()  # the cut itself costs up to the partner's 3 s timeout; the window must cost nothing
-        pings = Pings(classic.others, classic.h1.ip)
+        pings = Pings(classic.lab, classic.others, classic.h1.ip)
         reentries: list[str] = []
         samples = 0
         window_end = time.monotonic() + ONE_WAY_WINDOW
