@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -80,13 +81,20 @@ def test_fd_limit_is_raised_to_the_connection_cap_as_far_as_the_hard_limit_allow
     assert f"below the {needed}" in caplog.text
 
 
+def test_the_server_reads_as_much_body_as_the_api_accepts() -> None:
+    from rest import api
+
+    assert server.Limits().max_body == server.MAX_BODY == api.MAX_BODY
+
+
 # ---- served over HTTP ----------------------------------------------------------------
 
 LIMITS = server.Limits(
     head_seconds=0.5, body_seconds=0.5, stall_seconds=3.0, max_body=1024, connections=6, connections_per_client=3
 )
 CLIENT, OTHER_CLIENT = "127.0.0.1", "127.0.0.2"
-IO_SECONDS = 5.0  # what a test socket waits for the server at most
+IO_SECONDS = 10.0  # what a test socket waits for the server at most
+SLACK_SECONDS = 5.0  # past a deadline, room for a noisy VM
 
 
 class Served:
@@ -274,23 +282,22 @@ def test_a_request_that_misses_its_deadline_gets_a_json_408_and_is_closed(api: S
         assert (response.status, response.error()["code"]) == (408, "request_timeout")
         assert closed_by_server(sock)
     deadline = LIMITS.body_seconds if b"\r\n\r\n" in sent else LIMITS.head_seconds  # the body's runs from the head's end
-    assert deadline - 0.1 <= waited <= deadline + 2.0
+    assert deadline - 0.1 <= waited <= deadline + SLACK_SECONDS, waited
     assert rig.snapshot() == before
 
 
 def test_a_byte_a_tick_does_not_extend_the_deadline(api: Served) -> None:
+    head = b"GET /lag HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 10_000  # never ends in time
     with api.connect() as sock:
         start = time.monotonic()
-        head = b"GET /lag HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
         for byte in head:
-            try:
-                sock.sendall(bytes([byte]))
-            except (BrokenPipeError, ConnectionResetError):
+            if select.select([sock], [], [], 0.05)[0]:  # the server has answered
                 break
-            time.sleep(0.05)
-            if time.monotonic() - start > LIMITS.head_seconds + 2.0:
-                pytest.fail("the server let a slow head run past its deadline")
-        assert time.monotonic() - start < LIMITS.head_seconds + 2.0
+            sock.sendall(bytes([byte]))
+            assert time.monotonic() - start < LIMITS.head_seconds + SLACK_SECONDS, "a slow head ran past its deadline"
+        response = read_response(sock)
+        assert (response.status, response.error()["code"]) == (408, "request_timeout")
+        assert time.monotonic() - start < LIMITS.head_seconds + SLACK_SECONDS
 
 
 def test_connections_over_the_caps_are_refused_at_once_with_a_json_503(api: Served) -> None:
