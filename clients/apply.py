@@ -299,25 +299,33 @@ def _order(steps: list[_Step], current: dict[str, dict[str, Any]]) -> list[_Step
     remaining = list(steps)
     done: list[_Step] = []
 
-    def waits_for(step: _Step) -> bool:
+    def blocker(step: _Step) -> _Step | None:
+        """A remaining step that frees something ``step`` takes from another bond."""
         for resource in step.takes:
             owner = holder.get(resource)
             if owner is None or owner == step.change.bond:
                 continue
-            if any(other.change.bond == owner and resource in other.frees for other in remaining):
-                return True
-        return False
+            for other in remaining:
+                if other.change.bond == owner and resource in other.frees:
+                    return other
+        return None
 
     while remaining:
-        ready = [step for step in remaining if not waits_for(step)]
+        ready = [step for step in remaining if blocker(step) is None]
         if ready:
             step = min(ready, key=lambda s: (s.rank, remaining.index(s)))
             remaining.remove(step)
             done.append(step)
             continue
-        # Only replaces both take and free, so every step left waits in a cycle of them.
-        stuck = remaining.pop(0)
-        remaining[:0] = _split(stuck, current[stuck.change.bond])
+        # Every step left waits; following what each waits for leads into a cycle, which
+        # only replaces can form (they both take and free): split one of its replaces.
+        seen: list[_Step] = []
+        step = remaining[0]
+        while step not in seen:
+            seen.append(step)
+            step = blocker(step) or step
+        index = remaining.index(step)
+        remaining[index:index + 1] = _split(step, current[step.change.bond])
     return done
 
 

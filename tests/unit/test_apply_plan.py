@@ -152,6 +152,14 @@ def test_swap_is_split_into_delete_and_create_keeping_the_key():
     assert changes[1].fields == {"ports": ([3, 4], [1, 2])}
 
 
+def test_only_a_bond_of_the_swap_is_split():
+    """``c`` waits for the swapping ``a`` and ``b``: it is replaced, not deleted and created."""
+    current = current_of({"a": config([1, 2], 1), "b": config([3, 4], 2), "c": config([5], 3)})
+    file = desired({"c": {"ports": [5, 4]}, "a": {"ports": [3]}, "b": {"ports": [1, 2]}})
+    changes = planned(file, current)
+    assert steps(changes) == [(DELETE, "b"), (REPLACE, "c"), (REPLACE, "a"), (CREATE, "b")]
+
+
 def test_plan_is_replayable():
     """Applying the plan to the current state gives a state whose plan is empty."""
     current = current_of({"a": config([1, 2], 1), "b": config([3, 4], 2), "old": config([5], 3)})
