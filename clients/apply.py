@@ -240,10 +240,17 @@ def plan(desired: DesiredState, current: CurrentState, *, prune: bool = False) -
     return changes
 
 
+# Among the steps that wait for nothing, the lowest rank goes first.
+_RANK_DELETE = 0
+_RANK_REPLACE = 1
+_RANK_CREATE_WITH_KEY = 2
+_RANK_CREATE_ANY_KEY = 3  # after every other step, even one still waiting: the API picks the key
+
+
 @dataclass
 class _Step:
     change: Change
-    rank: int  # among ready steps the lowest goes first
+    rank: int
     takes: set[Resource]
     frees: set[Resource]
 
@@ -274,7 +281,7 @@ def _held(config: dict[str, Any]) -> set[Resource]:
 
 def _delete(dpid: str, name: str, config: dict[str, Any]) -> _Step:
     fields = {k: (v, None) for k, v in config.items() if k != "name"}
-    return _Step(Change(DELETE, dpid, name, fields), 0, set(), _held(config))
+    return _Step(Change(DELETE, dpid, name, fields), _RANK_DELETE, set(), _held(config))
 
 
 def _put(dpid: str, name: str, body: dict[str, Any], config: dict[str, Any] | None) -> _Step | None:
@@ -283,14 +290,14 @@ def _put(dpid: str, name: str, body: dict[str, Any], config: dict[str, Any] | No
         if "key" not in body:
             del new["key"]  # the API picks it
         fields = {k: (None, v) for k, v in new.items()}
-        rank = 2 if "key" in body else 3
+        rank = _RANK_CREATE_WITH_KEY if "key" in body else _RANK_CREATE_ANY_KEY
         return _Step(Change(CREATE, dpid, name, fields, body), rank, set(_explicit_resources(body)), set())
     new = _normalized(dpid, name, body, config["key"])
     fields = {k: (config.get(k), v) for k, v in new.items() if config.get(k) != v}
     if not fields:
         return None
     frees = _held(config) - _held(new)
-    return _Step(Change(REPLACE, dpid, name, fields, body), 1, set(_explicit_resources(body)), frees)
+    return _Step(Change(REPLACE, dpid, name, fields, body), _RANK_REPLACE, set(_explicit_resources(body)), frees)
 
 
 def _order(steps: list[_Step], current: dict[str, dict[str, Any]]) -> list[_Step]:
@@ -301,7 +308,7 @@ def _order(steps: list[_Step], current: dict[str, dict[str, Any]]) -> list[_Step
 
     def blocker(step: _Step) -> _Step | None:
         """A remaining step that frees something ``step`` takes from another bond."""
-        for resource in step.takes:
+        for resource in sorted(step.takes):  # sorted: the same plan in every process
             owner = holder.get(resource)
             if owner is None or owner == step.change.bond:
                 continue
@@ -311,16 +318,18 @@ def _order(steps: list[_Step], current: dict[str, dict[str, Any]]) -> list[_Step
         return None
 
     while remaining:
-        ready = [step for step in remaining if blocker(step) is None]
+        keyed_left = any(step.rank < _RANK_CREATE_ANY_KEY for step in remaining)
+        ready = [step for step in remaining
+                 if blocker(step) is None and not (keyed_left and step.rank == _RANK_CREATE_ANY_KEY)]
         if ready:
             step = min(ready, key=lambda s: (s.rank, remaining.index(s)))
             remaining.remove(step)
             done.append(step)
             continue
-        # Every step left waits; following what each waits for leads into a cycle, which
-        # only replaces can form (they both take and free): split one of its replaces.
+        # Every keyed step left waits; following what each waits for leads into a cycle,
+        # which only replaces can form (they both take and free): split one of its replaces.
         seen: list[_Step] = []
-        step = remaining[0]
+        step = next(step for step in remaining if step.rank < _RANK_CREATE_ANY_KEY)
         while step not in seen:
             seen.append(step)
             step = blocker(step) or step
@@ -337,4 +346,4 @@ def _split(step: _Step, config: dict[str, Any]) -> list[_Step]:
     delete = _delete(change.dpid, change.bond, config)
     new = _normalized(change.dpid, change.bond, body, body["key"])
     create = Change(CREATE, change.dpid, change.bond, {k: (None, v) for k, v in new.items()}, body)
-    return [delete, _Step(create, 2, set(_explicit_resources(body)), set())]
+    return [delete, _Step(create, _RANK_CREATE_WITH_KEY, set(_explicit_resources(body)), set())]

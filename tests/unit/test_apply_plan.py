@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -160,23 +161,91 @@ def test_only_a_bond_of_the_swap_is_split():
     assert steps(changes) == [(DELETE, "b"), (REPLACE, "c"), (REPLACE, "a"), (CREATE, "b")]
 
 
+class Controller:
+    """The API's rules for one switch: PUT keeps the current key or takes the smallest unused
+    one, and refuses a port or key another bond has (as ``LagService.put_bond`` does)."""
+
+    def __init__(self, bonds: dict[str, dict[str, Any]]) -> None:
+        self.bonds = {name: dict(cfg) for name, cfg in bonds.items()}
+
+    def carry_out(self, change: Change) -> None:
+        if change.action == DELETE:
+            del self.bonds[change.bond]
+            return
+        assert change.body is not None
+        others = {name: cfg for name, cfg in self.bonds.items() if name != change.bond}
+        own_key = self.bonds.get(change.bond, {}).get("key")
+        key = change.body.get("key", own_key) or min(set(range(1, 100)) - {c["key"] for c in self.bonds.values()})
+        for name, cfg in others.items():
+            assert not set(cfg["ports"]) & set(change.body["ports"]), f"{change}: port of {name}"
+            assert cfg["key"] != key, f"{change}: key of {name}"
+        settings = {k: v for k, v in change.body.items() if k not in ("ports", "key")}
+        self.bonds[change.bond] = {"name": change.bond, **config(sorted(change.body["ports"]), key, **settings)}
+
+
 def test_plan_is_replayable():
     """Applying the plan to the current state gives a state whose plan is empty."""
     current = current_of({"a": config([1, 2], 1), "b": config([3, 4], 2), "old": config([5], 3)})
     file = desired({"a": {"ports": [3, 4]}, "b": {"ports": [1, 2], "rate": "fast"}, "c": {"ports": [5, 6]}})
-    state = {name: dict(cfg) for name, cfg in current[S1].items()}
+    controller = Controller(current[S1])
     for change in planned(file, current, prune=True):
-        held = {p for cfg in state.values() for p in cfg["ports"]} - set(state.get(change.bond, {}).get("ports", []))
-        if change.action == DELETE:
-            del state[change.bond]
-            continue
-        assert change.body is not None and not held & set(change.body["ports"]), change
-        key = change.body.get("key", state.get(change.bond, {}).get("key"))
-        key = key or next(k for k in range(1, 100) if k not in {c["key"] for c in state.values()})
-        state[change.bond] = {"name": change.bond, **config(sorted(change.body["ports"]), key,
-                                                             **{k: v for k, v in change.body.items()
-                                                                if k not in ("ports", "key")})}
-    assert planned(file, {S1: state}, prune=True) == []
+        controller.carry_out(change)
+    assert planned(file, {S1: controller.bonds}, prune=True) == []
+
+
+def test_new_bond_without_key_waits_for_every_keyed_change():
+    """Splitting the swap a<->b frees a's key 1 until a is created again, which waits for the
+    swap c<->d: bond n, whose key the API picks, must not be created in between and take 1."""
+    current = current_of({"a": config([1, 5], 1), "b": config([2], 2), "c": config([3, 6], 3), "d": config([4], 4)})
+    file = desired({"a": {"ports": [2, 6]}, "b": {"ports": [1]}, "c": {"ports": [4]}, "d": {"ports": [3]},
+                    "n": {"ports": [5]}})
+    changes = planned(file, current)
+    assert changes[-1].bond == "n"
+    controller = Controller(current[S1])
+    for change in changes:
+        controller.carry_out(change)
+    assert controller.bonds["a"]["key"] == 1 and controller.bonds["n"]["key"] == 5
+
+
+def random_bonds(rng: random.Random, names: str, explicit_keys: bool) -> dict[str, dict[str, Any]]:
+    """Up to len(names) bonds over ports 1..8, no port or key twice."""
+    ports = rng.sample(range(1, 9), rng.randint(0, 8))
+    keys = rng.sample(range(1, 6), len(names))
+    bonds = {}
+    for name, key in zip(rng.sample(names, rng.randint(0, len(names))), keys):
+        taken, ports = ports[:rng.randint(1, 3)], ports[3:]
+        if taken:
+            bond: dict[str, Any] = {"ports": taken}
+            if explicit_keys or rng.random() < 0.4:
+                bond["key"] = key
+            if rng.random() < 0.3:
+                bond["rate"] = "fast"
+            bonds[name] = bond
+    return bonds
+
+
+def kept_key_taken(bonds: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]]) -> bool:
+    """A file that gives one bond the key another keeps (by omitting its key): the API refuses it."""
+    kept = {current[name]["key"] for name, body in bonds.items() if name in current and "key" not in body}
+    return any(body.get("key") in kept for body in bonds.values())
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_random_plans_are_accepted_and_replayable(seed: int):
+    """Any consistent current state to any consistent desired state, with prune: the API
+    accepts every change in the planned order, and planning again finds nothing to do."""
+    rng = random.Random(seed)
+    before = {name: {"name": name, **config(sorted(b["ports"]), b["key"], **{k: v for k, v in b.items()
+                                                                              if k not in ("ports", "key")})}
+              for name, b in random_bonds(rng, "abcd", explicit_keys=True).items()}
+    bonds = random_bonds(rng, "abcde", explicit_keys=False)
+    while kept_key_taken(bonds, before):
+        bonds = random_bonds(rng, "abcde", explicit_keys=False)
+    file = desired(bonds)
+    controller = Controller(before)
+    for change in planned(file, {S1: before}, prune=True):
+        controller.carry_out(change)
+    assert planned(file, {S1: controller.bonds}, prune=True) == []
 
 
 # ---- invalid files ------------------------------------------------------------------------------
