@@ -15,10 +15,13 @@ from ryu_lag.openflow import (
     GroupMod,
     GroupType,
     Match,
+    MeterCommand,
     MeterMod,
+    ObservedSwitch,
     Output,
     Table,
 )
+from ryu_lag.switching import COOKIE
 
 from tests.unit.fakeoftable import FakeOFError, FakeOFTable
 
@@ -216,3 +219,61 @@ def test_delete_notifies_flows_that_asked():
     table = table_with(FlowMod(Table.ETH_SRC, 5, Match(eth_src=A), notify_removal=True))
     table.apply([FlowMod(Table.ETH_SRC, 5, Match(), FlowCommand.DELETE)])
     assert [r.reason for r in table.take_removed()] == ["delete"]
+
+
+def test_meters_are_added_once_modified_in_place_and_deleted():
+    table = FakeOFTable()
+    table.apply([MeterMod(5, 10, 10)])
+    with pytest.raises(FakeOFError):
+        table.apply([MeterMod(5, 10, 10)])
+    with pytest.raises(FakeOFError):
+        table.apply([MeterMod(6, 10, 10, MeterCommand.MODIFY)])
+    table.apply([FlowMod(Table.INGRESS, 1, Match(), meter=5, actions=(Output(OFPP_CONTROLLER),)),
+                 MeterMod(5, 30, 40, MeterCommand.MODIFY)])
+    assert table.meters == {5: MeterMod(5, 30, 40)} and len(table.flows) == 1  # flows keep their meter
+    table.apply([MeterMod(5, command=MeterCommand.DELETE)])
+    assert table.meters == {} and table.flows == []
+
+
+def test_read_back_is_every_group_and_meter_and_the_flows_a_cookie_selects_as_their_adds():
+    ours = FlowMod(Table.ETH_DST, 3, Match(eth_dst=A), actions=(Group(4),), cookie=COOKIE | 9)
+    table = FakeOFTable()
+    table.apply([
+        GroupMod(GroupCommand.ADD, 4, (1, 2)),
+        GroupMod(GroupCommand.ADD, 9, (3,), GroupType.ALL, (4,)),
+        MeterMod(2, 5, 5),
+        FlowMod(Table.ETH_DST, 3, Match(eth_dst=A), actions=(Group(4),), cookie=COOKIE | 9, cookie_mask=7),
+        FlowMod(Table.ETH_DST, 4, Match(eth_dst=B), cookie=0x1234),
+    ])
+    assert table.observed() == ObservedSwitch(
+        flows=(ours,),
+        groups=(GroupMod(GroupCommand.ADD, 4, (1, 2)), GroupMod(GroupCommand.ADD, 9, (3,), GroupType.ALL, (4,))),
+        meters=(MeterMod(2, 5, 5),),
+    )
+    assert len(table.observed(cookie=0, cookie_mask=0).flows) == 2
+
+
+def test_content_compares_tables_without_counters_or_order():
+    flows = [FlowMod(Table.ETH_DST, 3, Match(eth_dst=A), actions=(Output(1),), idle_timeout=9),
+             FlowMod(Table.ETH_DST, 4, Match(eth_dst=B), actions=(Output(2),))]
+    one, other = FakeOFTable(live_ports={1, 2}), FakeOFTable(live_ports={1, 2})
+    one.apply([to_dst(), *flows])
+    other.advance(5)
+    other.apply([*reversed(flows), to_dst()])
+    other.forward(3, B, A)
+    assert one.content() == other.content()
+    other.apply([FlowMod(Table.ETH_DST, 4, Match(eth_dst=B), actions=(Output(1),))])
+    assert one.content() != other.content()
+
+
+def test_a_flow_read_back_with_fields_the_model_does_not_name_matches_no_frame_but_can_be_deleted():
+    vlan = Match(in_port=3, other_oxm=bytes.fromhex("80000c021005"))
+    table = table_with(FlowMod(Table.INGRESS, 9, vlan, actions=(Output(1),)))
+    assert table.forward(3, A, B).outputs == set()
+    table.apply([FlowMod(Table.INGRESS, 9, Match(in_port=3), FlowCommand.DELETE_STRICT)])
+    assert len(table.table(Table.INGRESS)) == 2
+    table.apply([FlowMod(Table.INGRESS, 9, vlan, FlowCommand.DELETE_STRICT)])
+    assert len(table.table(Table.INGRESS)) == 1
+    table.apply([FlowMod(Table.INGRESS, 9, vlan, actions=(Output(1),)),
+                 FlowMod(Table.INGRESS, 0, Match(in_port=3), FlowCommand.DELETE)])  # it is more specific
+    assert len(table.table(Table.INGRESS)) == 1
