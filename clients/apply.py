@@ -86,8 +86,9 @@ class Change:
 def read_file(path: str) -> Any:
     """The content of a JSON (``*.json``) or YAML file; ``-`` reads standard input as YAML.
 
-    Switch keys keep the text they are written with, so an unquoted ``10`` is switch 0x10
-    (not ten) and ``0000000000000010`` is not read as an octal number.
+    Switch and bond keys keep the text they are written with, so an unquoted ``10`` is
+    switch 0x10 (not ten), ``0000000000000010`` is not read as an octal number and a bond
+    named ``no`` is not ``False``.
     Raises :class:`InvalidDesiredState` when it cannot be read or does not parse.
     """
     try:
@@ -113,10 +114,8 @@ def _load_yaml(text: str) -> Any:
             return None
         _check_unique_keys(node)
         switches = _mapping_value(node, "switches")
-        if switches is not None:
-            for key_node, _ in switches.value:
-                if isinstance(key_node, yaml.ScalarNode):
-                    key_node.tag = _STR_TAG
+        for switch in _keys_as_text(switches):
+            _keys_as_text(_mapping_value(switch, "bonds"))
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -128,6 +127,16 @@ def _mapping_value(node: yaml.Node, key: str) -> yaml.MappingNode | None:
             if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
                 return value_node if isinstance(value_node, yaml.MappingNode) else None
     return None
+
+
+def _keys_as_text(node: yaml.MappingNode | None) -> list[yaml.Node]:
+    """Read the keys of ``node`` as the text they are written with; returns its values."""
+    if node is None:
+        return []
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            key_node.tag = _STR_TAG
+    return [value_node for _, value_node in node.value]
 
 
 def _check_unique_keys(node: yaml.Node) -> None:

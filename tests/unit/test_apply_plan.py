@@ -281,12 +281,14 @@ def test_invalid_file_is_refused_with_its_place(file: Any, message: str):
         parse_desired(file)
 
 
-def test_yaml_dpid_keys_are_hex_text(tmp_path: Path):
+def test_yaml_switch_and_bond_keys_are_text(tmp_path: Path):
     path = tmp_path / "lag.yaml"
     path.write_text("switches:\n  10:\n    bonds: {a: {ports: [1]}}\n"
                     "  0000000000000011:\n    bonds: {b: {ports: [2]}}\n"
-                    "  0x12:\n    bonds: {}\n")
-    assert list(parse_desired(read_file(str(path)))) == ["0000000000000010", "0000000000000011", "0000000000000012"]
+                    "  0x12:\n    bonds: {no: {ports: [3]}, 1: {ports: [4]}}\n")
+    state = parse_desired(read_file(str(path)))
+    assert list(state) == ["0000000000000010", "0000000000000011", "0000000000000012"]
+    assert list(state["0000000000000012"]) == ["no", "1"]
 
 
 def test_dpid_text_is_hex_and_a_python_int_is_the_number():
