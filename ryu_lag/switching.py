@@ -7,22 +7,32 @@ pipeline (every flow carries a cookie selected by ``COOKIE_MASK``):
   own meter when the switch has meters: a flood on one member reaches the controller at
   the meter's rate and cannot use up the other members' share), from any other port it is
   dropped. Data from a collecting member or a plain port gets ``metadata = logical port``
-  and goes on; anything else is dropped.
+  and goes on; anything else is dropped. A port removed from a live bond is *leaving*
+  until ``release``: its LACPDUs still go to the controller, everything else is dropped.
 - ``ETH_SRC``: a known (logical port, source MAC) goes on; a miss also punts to learn.
 - ``ETH_DST``: a known destination goes to its port or its bond's SELECT group (never back
   into the bond it came from); otherwise the input logical port's flood flow sends the
   frame to a flood group.
 
-Groups (ids at most OFPG_MAX, bonds' and floods' never collide):
+Groups and meters of ours have ids in one block, ``OUR_IDS`` (0x4C410000) to
+``OUR_IDS | 0xFFFF`` (Open vSwitch's userspace datapath takes any meter id below OFPM_MAX);
+any other id belongs to another application and is never touched:
 
-- ``g`` in ``0..BOND_GROUP_MAX``: bond ``g``'s SELECT group, one bucket per distributing
-  member (the service hands out 1, 2, ...).
-- ``FLOOD_PLAIN`` (ALL): outputs to every plain port.
-- ``FLOOD_ALL`` (ALL): chains ``FLOOD_PLAIN`` and the SELECT group of every bond that has a
-  distributing member. Every plain port floods through it: the switch never outputs a
-  frame to its own input port, in a group or not, so the flood skips the sender by itself.
-- ``flood_from(g) = FLOOD_FROM_BASE | g`` (ALL): chains ``FLOOD_PLAIN`` and every OTHER
-  distributing bond's SELECT group; bond ``g`` floods through it.
+- ``g`` in ``BOND_GROUP_MIN..BOND_GROUP_MAX`` (0x4C410001..0x4C417FFF): bond ``g``'s SELECT
+  group, one bucket per distributing member (the service hands out the smallest free id
+  and keeps it).
+- ``FLOOD_PLAIN`` (0x4C410000, ALL): outputs to every plain port.
+- ``FLOOD_ALL`` (0x4C418000, ALL): chains ``FLOOD_PLAIN`` and the SELECT group of every bond
+  that has a distributing member. Every plain port floods through it: the switch never
+  outputs a frame to its own input port, in a group or not, so the flood skips the sender.
+- ``flood_from(g) = g | 0x8000`` (ALL): chains ``FLOOD_PLAIN`` and every OTHER distributing
+  bond's SELECT group; bond ``g`` floods through it.
+- Meter ``lacp_meter(port) = OUR_IDS | port``: the LACP punts of a member or leaving port.
+
+A switch that connects is resumed, not reset (``resume``): the model is set to the desired
+state at once, learned MACs come back from the learned flows the switch still has, and
+only the differences are sent (a Kubernetes-style reconcile: running it again on its own
+result sends nothing). Our flows are told apart by cookie, our groups and meters by id.
 
 Rules this module keeps:
 
