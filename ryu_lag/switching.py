@@ -249,21 +249,27 @@ class LagSwitch:
     # -- switch and ports ------------------------------------------------------------------
 
     def resume(
-        self, ports: Iterable[int], meters: bool, bonds: Iterable[Bond], observed: ObservedSwitch | None
+        self,
+        ports: Iterable[int],
+        meters: bool,
+        bonds: Iterable[Bond],
+        observed: ObservedSwitch | None,
+        leaving: Iterable[int] = (),
     ) -> list[Message]:
         """The switch (re)connected: take the desired state at once, return the fewest messages
         turning what the switch has into it.
 
         Desired: ``ports`` present, ``bonds`` with their members collecting and distributing
         as given, and the MACs whose learned ETH_SRC flow ``observed`` holds on a logical port
-        that still exists (their flows are kept; a missing ETH_DST or hairpin flow is added).
-        Only our entries are touched: flows by cookie, groups and meters by id block. Order:
+        that still exists (their flows are kept; a missing ETH_DST or hairpin flow is added);
+        ``leaving`` ports (removed from a bond, not released yet) stay leaving. Only our entries are touched: flows by cookie, groups and meters by id block. Order:
         add missing and modify wrong meters, add missing groups, modify wrong groups, add
         missing or wrong flows (an ADD replaces), strict-delete stale flows, delete stale
         groups (chains first), delete stale meters. ``observed`` None (the switch could not be
         read): delete our flows by cookie and the groups and meters we want by id, then install
-        everything. Raises ValueError for an inconsistent set of bonds, changing nothing.
+        everything. Raises ValueError for inconsistent bonds or leaving ports, changing nothing.
         """
+        leaving = frozenset(leaving)
         by_group: dict[int, Bond] = {}
         logical: dict[int, int] = {}
         for bond in bonds:
@@ -276,10 +282,12 @@ class LagSwitch:
                 raise ValueError(f"bond {bond.group_id}: collecting or distributing ports that are not members: {stray}")
             by_group[bond.group_id] = bond
             logical.update(dict.fromkeys(bond.members, bond.logical))
+        if bad := sorted(p for p in leaving if p in logical or not 1 <= p <= MAX_MEMBER_PORT):
+            raise ValueError(f"leaving ports that are members or not member ports: {bad}")
         self._present = {p for p in ports if _is_physical(p)}
-        self._plain = self._present - logical.keys()
+        self._plain = self._present - logical.keys() - leaving
         self._logical = {p: p for p in self._plain} | logical
-        self._leaving = set()
+        self._leaving = set(leaving)
         self._bonds = by_group
         self._distributing = {g for g, bond in by_group.items() if bond.distributing}
         self._metered = meters
@@ -292,10 +300,10 @@ class LagSwitch:
             assert group is not None  # every bond and the two floods have one
             self._groups[group_id] = group
         self._flows = {}
-        for owner in [_PIPELINE, *self._logical, *(bond.logical for bond in by_group.values())]:
+        for owner in [_PIPELINE, *self._logical, *self._leaving, *(bond.logical for bond in by_group.values())]:
             if wanted := self._wanted_flows(owner):
                 self._flows[owner] = {(f.table, f.priority, f.match): f for f in wanted}
-        self._meters = {p for p in self._logical if self._needs_meter(p)}
+        self._meters = {p for p in [*self._logical, *self._leaving] if self._needs_meter(p)}
         if observed is None:
             return self._cold_start()
         return self._reconcile(observed, self._recover_macs(observed.flows))

@@ -360,6 +360,21 @@ def test_a_removed_port_that_is_absent_is_cleaned_up_on_release(live):
     assert live.lag.port_added(1) != [] and live.lag.plain_ports() >= {1}
 
 
+def test_a_port_leaving_when_the_switch_reconnects_stays_leaving(live):
+    live.apply(live.lag.set_members(B1, [2]))
+    live.send(1, H5)
+    content = live.table.content()
+    bond = Bond(B1, frozenset({2}), frozenset({2}), frozenset({2}))
+    live.lag = LagSwitch(mac_age=MAC_AGE)
+    assert live.lag.resume(PORTS, True, [bond], live.table.observed(), leaving=[1]) == []
+    assert live.table.content() == content and live.lag.leaving_ports() == {1}
+    assert live.lacpdu(1).controller and live.send(1, H5).dropped
+    live.apply(live.lag.release(1))
+    assert live.send(1, H5).outputs == {2, 3, 4, 5, 6}
+    with pytest.raises(ValueError, match="leaving"):
+        live.lag.resume(PORTS, True, [bond], None, leaving=[2])
+
+
 def test_foreign_entries_survive_member_changes(live):
     with_foreign(live)
     live.apply(live.lag.set_members(B1, [2, 3]))
