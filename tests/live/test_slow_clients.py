@@ -13,7 +13,6 @@ the server needs ``MAX_CONNECTIONS + FD_RESERVE`` and raises its soft limit itse
 
 from __future__ import annotations
 
-import errno
 import http.client
 import resource
 import socket
