@@ -21,6 +21,7 @@ from ryu_lag.openflow import (
     GroupMod,
     Match,
     Message,
+    ObservedSwitch,
     Output,
     Table,
 )
@@ -38,6 +39,8 @@ from ryu_lag.switching import (
     bond_logical,
     flood_from,
     is_bond,
+    is_our_group,
+    is_our_meter,
 )
 
 from tests.unit.fakeoftable import FakeOFTable, FlowEntry, ForwardResult
@@ -121,6 +124,17 @@ def deletes(msgs: list[Message]) -> list[FlowMod]:
 
 
 # -- logical ids -------------------------------------------------------------------------
+
+
+def test_our_group_and_meter_ids_are_one_block_that_small_ids_never_reach():
+    bond_ids = range(BOND_GROUP_MIN, BOND_GROUP_MAX + 1)
+    flood_ids = {FLOOD_PLAIN, FLOOD_ALL, *(flood_from(g) for g in bond_ids)}
+    assert len(flood_ids) == len(bond_ids) + 2 and not flood_ids & set(bond_ids)
+    assert all(is_our_group(g) for g in (*bond_ids, *flood_ids))
+    assert all(g <= 0xFFFFFF00 for g in flood_ids | set(bond_ids))  # OFPG_MAX
+    meters = {lacp_meter(p) for p in range(1, 0x10000)}
+    assert len(meters) == 0xFFFF and all(is_our_meter(m) and m <= 0xFFFF0000 for m in meters)  # OFPM_MAX
+    assert not any(is_our_group(g) or is_our_meter(g) for g in (*range(0, 0x10000), 0xFFFFFFFC, 0xFFFFFFFF))
 
 
 def test_logical_ids_tell_bonds_from_ports(rig):
@@ -254,16 +268,11 @@ def test_bond_add_and_remove_on_a_big_switch_send_a_handful_of_messages():
     assert rig.send(100, src).outputs == flood_from_100
 
 
-def _static(rig: Rig) -> dict:
-    """The static flows and all groups the fake switch holds."""
-    flows = {(e.table, e.priority, e.match): e.mod for e in rig.table.flows if e.cookie == COOKIE}
-    return {"flows": flows, "groups": dict(rig.table.groups)}
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_incremental_changes_end_where_a_fresh_start_would(seed):
-    """Random bond, member and port events applied one by one leave the switch exactly as a
-    fresh start with the final configuration does (and the fake switch accepted every step)."""
+    """Random bond, member, member-set and port events applied one by one leave the switch
+    exactly as a fresh start with the final configuration does (and the fake switch accepted
+    every step). The fresh start is both ways: bond by bond, and one resume."""
     rng = random.Random(seed)
     ports = range(1, 13)
     rig = Rig(ports=ports)
@@ -271,7 +280,7 @@ def test_incremental_changes_end_where_a_fresh_start_would(seed):
     for _ in range(150):
         bonds = rig.lag.bonds()
         members = {p for b in bonds.values() for p in b.members}
-        event = rng.choice(["add", "add", "remove", "member", "member", "member", "port"])
+        event = rng.choice(["add", "add", "remove", "member", "member", "member", "port", "members"])
         if event == "add" and (free := sorted(set(ports) - members)):
             group_id = next(g for g in range(G + 1, G + 20) if g not in bonds)
             rig.apply(rig.lag.add_bond(group_id, rng.sample(free, min(len(free), rng.randint(1, 3)))))
@@ -281,6 +290,12 @@ def test_incremental_changes_end_where_a_fresh_start_would(seed):
             group_id = rng.choice(sorted(bonds))
             port = rng.choice(sorted(bonds[group_id].members))
             rig.apply(rig.lag.set_member(group_id, port, rng.random() < 0.7, rng.random() < 0.6))
+        elif event == "members" and bonds:
+            group_id = rng.choice(sorted(bonds))
+            free = sorted(set(ports) - members)
+            keep = [p for p in sorted(bonds[group_id].members) if rng.random() < 0.6]
+            rig.apply(rig.lag.set_members(group_id, keep + rng.sample(free, min(len(free), rng.randint(0 if keep else 1, 2)))
+                                          or sorted(bonds[group_id].members)))
         elif event == "port":
             port = rng.choice(list(ports))
             if port in present:
@@ -291,6 +306,8 @@ def test_incremental_changes_end_where_a_fresh_start_would(seed):
                 rig.apply(rig.lag.port_added(port))
         rig.send(rng.choice(list(ports)), rng.choice(sources(4)))  # learning goes on meanwhile
 
+    for port in sorted(rig.lag.leaving_ports()):  # the bond-by-bond start has no leaving ports
+        rig.apply(rig.lag.release(port))
     fresh = Rig(ports=sorted(present))
     for group_id, bond in sorted(rig.lag.bonds().items()):
         fresh.apply(fresh.lag.add_bond(group_id, bond.members))
@@ -299,6 +316,47 @@ def test_incremental_changes_end_where_a_fresh_start_would(seed):
     assert _static(rig) == _static(fresh)
     assert rig.lag.plain_ports() == fresh.lag.plain_ports()
     assert {p: rig.lag.logical_port(p) for p in ports} == {p: fresh.lag.logical_port(p) for p in ports}
+
+
+def _static(rig: Rig) -> dict:
+    """The static flows, all groups and meters the fake switch holds."""
+    flows = {(e.table, e.priority, e.match): e.mod for e in rig.table.flows if e.cookie == COOKIE}
+    return {"flows": flows, "groups": dict(rig.table.groups), "meters": dict(rig.table.meters)}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_member_sets_changed_in_place_end_where_one_resume_would(seed):
+    """Random member-set changes and releases of a live switch, leaving ports included, end
+    where one resume with the final bonds and leaving ports would."""
+    rng = random.Random(seed)
+    ports = range(1, 13)
+    rig = Rig(ports=ports)
+    for n, members in enumerate(((1, 2), (3, 4, 5), (6,)), start=1):
+        rig.apply(rig.lag.add_bond(G + n, members))
+        for port in members:
+            rig.apply(rig.lag.set_member(G + n, port, True, rng.random() < 0.7))
+    for _ in range(60):
+        bonds = rig.lag.bonds()
+        free = sorted(set(ports) - {p for b in bonds.values() for p in b.members})
+        event = rng.choice(["members", "members", "member", "release"])
+        group_id = rng.choice(sorted(bonds))
+        if event == "members":
+            keep = [p for p in sorted(bonds[group_id].members) if rng.random() < 0.6]
+            new = keep + rng.sample(free, min(len(free), rng.randint(0 if keep else 1, 2)))
+            rig.apply(rig.lag.set_members(group_id, new or sorted(bonds[group_id].members)))
+        elif event == "member":
+            port = rng.choice(sorted(bonds[group_id].members))
+            rig.apply(rig.lag.set_member(group_id, port, rng.random() < 0.7, rng.random() < 0.6))
+        elif rig.lag.leaving_ports():
+            rig.apply(rig.lag.release(rng.choice(sorted(rig.lag.leaving_ports()))))
+        rig.send(rng.choice(list(ports)), rng.choice(sources(4)))
+    resumed = Rig(ports=[])
+    resumed.apply(resumed.lag.resume(ports, True, rig.lag.bonds().values(), resumed.table.observed(),
+                                     rig.lag.leaving_ports()))
+    assert _static(rig) == _static(resumed)
+    assert rig.lag.plain_ports() == resumed.lag.plain_ports()
+    assert rig.lag.leaving_ports() == resumed.lag.leaving_ports()
+    assert {p: rig.lag.logical_port(p) for p in ports} == {p: resumed.lag.logical_port(p) for p in ports}
 
 
 # -- learning ----------------------------------------------------------------------------
