@@ -164,7 +164,7 @@ _SCHEMAS: dict[str, Any] = {
             "selection": {
                 "type": "string",
                 "enum": ["selected", "unselected", "standby"],
-                "description": "standby: selected and ready, held back because the bond is below min_links",
+                "description": "standby: held back, our Synchronization bit off, because fewer than min_links members can aggregate",
             },
             "enabled": {"type": "boolean", "description": "the member carries traffic (distributing)"},
             "reason": {"type": "string", "description": "why the member is (not) carrying traffic"},
@@ -269,6 +269,13 @@ _PATHS: dict[str, Any] = {
         "put": {
             "operationId": "putBond",
             "summary": "Create or replace a bond; the same body again changes nothing",
+            "description": (
+                "A live bond is changed in place, applying only what changed: an added member negotiates while "
+                "the others keep distributing; a removed member leaves the bond's group at once and gets a last "
+                "LACPDU with Synchronization, Collecting and Distributing cleared; priorities, rate, mode and "
+                "min_links change without resetting any member. Only a new key or system renegotiates the whole "
+                "bond: to the partner it is a new aggregator."
+            ),
             "requestBody": _BODY,
             "responses": _responses(
                 {200: _json("Bond", "replaced or unchanged"), 201: _json("Bond", "created", _LOCATION)},

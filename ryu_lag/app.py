@@ -1,8 +1,14 @@
 """The Ryu application: a thin shell around ``ryu_lag.service.LagService``.
 
 Every handler finds the switch, calls the service with the current time, and
-sends what comes back; ``_execute`` is the one place that talks to switches.
+sends what comes back; ``execute`` is the one place that talks to switches.
 The LACP clock ticks from one green thread. Nothing here decides anything.
+
+A switch that connects is asked whether it has meters, then for our flows, its
+groups and its meters; the service resumes it from the answers. SIGTERM and
+SIGINT stop the controller as planned: the switches are left forwarding, every
+distributing member gets one last LACPDU, the LACP sessions are saved, and the
+process exits within ``STOP_DEADLINE`` seconds whatever else is going on.
 """
 
 from __future__ import annotations
@@ -10,7 +16,11 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
+import signal
 import time
+from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Callable
 
 from ryu.app.wsgi import WSGIApplication
@@ -24,12 +34,21 @@ from ryu.ofproto import ofproto_v1_3
 from rest.api import install as install_rest_api
 from ryu_lag import options
 from ryu_lag.config import BondConfig
+from ryu_lag.ofp_read import flows_from_stats, groups_from_desc, meters_from_config
 from ryu_lag.ofp_ryu import port_up, send
-from ryu_lag.openflow import OFPP_LOCAL, Table
+from ryu_lag.openflow import OFPP_LOCAL, ObservedSwitch, Table
 from ryu_lag.service import Effects, LagService, PortDesc
 from ryu_lag.store import BondStore, StoreError
+from ryu_lag.switching import COOKIE, COOKIE_MASK
 
 LOG = logging.getLogger("ryu_lag")
+
+HANDSHAKE_TIMEOUT = 3.0
+"""Seconds a connecting switch has to answer what it has; then its pipeline is set up from scratch."""
+STOP_DEADLINE = 1.8
+"""Seconds from SIGTERM/SIGINT to the process's exit, at the latest."""
+_DRAIN_POLL = 0.01
+"""Seconds between looks at the switches' send queues during a planned stop."""
 
 
 def _guarded(handler: Callable[..., None]) -> Callable[..., None]:
@@ -50,6 +69,18 @@ def port_desc(port: Any) -> PortDesc:
     return PortDesc(port.port_no, port.hw_addr, port_up(port))
 
 
+@dataclass
+class _Handshake:
+    """A connecting switch: whether it has meters, and what it has reported of its tables so far."""
+
+    datapath: Any
+    meter_xid: int | None = None
+    meters: bool = False
+    reads: dict[int, str] = field(default_factory=dict)  # xid -> "flows" | "groups" | "meters", while unanswered
+    bodies: dict[str, list[Any]] = field(default_factory=lambda: {"flows": [], "groups": [], "meters": []})
+    readable: bool = True  # false once a read was refused: then nothing that was read counts
+
+
 class LagApp(app_manager.RyuApp):
     """LACP link aggregation and a LAG-aware learning switch for OpenFlow 1.3."""
 
@@ -66,7 +97,8 @@ class LagApp(app_manager.RyuApp):
             raise SystemExit(2) from exc
         self.service = LagService(store, mac_age=CONF.lag_mac_age, lacp_meter_pps=CONF.lag_lacp_meter_pps)
         self.datapaths: dict[int, Any] = {}
-        self._pending_meters: dict[int, Any] = {}
+        self._handshakes: dict[int, _Handshake] = {}
+        self._stopping = False
         install_rest_api(kwargs["wsgi"], self)
         LOG.info("ryu_lag: state in %s, %d bonds configured", CONF.lag_db, sum(len(v) for v in self.service.configs.values()))
 
@@ -77,7 +109,30 @@ class LagApp(app_manager.RyuApp):
         # keep it out of the collector's full passes, which otherwise stop every switch and
         # REST client for ~80 ms every few seconds under load.
         gc.freeze()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._stop_signal)
         return thread
+
+    # ---- planned stop ----------------------------------------------------------
+    def _stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Ask the ticker for a planned stop; exit anyway after STOP_DEADLINE (an OS timer, not a green one)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        signal.signal(signal.SIGALRM, lambda *_: os._exit(0))
+        signal.setitimer(signal.ITIMER_REAL, STOP_DEADLINE)
+
+    def _planned_stop(self) -> None:
+        """Leave the switches forwarding, send every distributing member a last LACPDU, save the sessions, exit."""
+        LOG.info("ryu_lag stopping: %d switches left forwarding", len(self.datapaths))
+        self.execute(self.service.farewell())
+        self.execute(self.service.save_sessions(time.monotonic(), everything=True))
+        deadline = time.monotonic() + STOP_DEADLINE / 2
+        while time.monotonic() < deadline and any(dp.send_q and not dp.send_q.empty() for dp in self.datapaths.values()):
+            hub.sleep(_DRAIN_POLL)
+        hub.sleep(_DRAIN_POLL)  # the send loops write what they took last
+        logging.shutdown()
+        os._exit(0)
 
     # ---- the one place that sends ------------------------------------------
     def execute(self, effects: Effects) -> None:
@@ -112,8 +167,12 @@ class LagApp(app_manager.RyuApp):
     def _ticker(self) -> None:
         while self.is_active:
             hub.sleep(self.tick_interval)
+            if self._stopping:
+                self._planned_stop()
             try:
-                self.execute(self.service.tick(time.monotonic()))
+                now = time.monotonic()
+                self.execute(self.service.tick(now))
+                self.execute(self.service.save_sessions(now))
             except Exception:  # noqa: BLE001 - keep ticking whatever happens
                 LOG.exception("error in LACP tick")
 
@@ -139,54 +198,121 @@ class LagApp(app_manager.RyuApp):
         if ev.state == MAIN_DISPATCHER:
             if datapath.ofproto.OFP_VERSION != ofproto_v1_3.OFP_VERSION:
                 return
-            # Ask whether it has meters; the switch is set up when the answer comes.
+            # Ask whether it has meters; what it has is asked next, and the switch is resumed from the answers.
+            handshake = self._handshakes[datapath.id] = _Handshake(datapath)
             request = datapath.ofproto_parser.OFPMeterFeaturesStatsRequest(datapath, 0)
             datapath.set_xid(request)
-            self._pending_meters[datapath.id] = request.xid
+            handshake.meter_xid = request.xid
             datapath.send_msg(request)
-            self._connect_when_silent(datapath)
+            hub.spawn(self._handshake_timeout, handshake)
         elif self.datapaths.get(datapath.id) is datapath:
             del self.datapaths[datapath.id]
             LOG.info("switch %016x disconnected", datapath.id)
             self.execute(self.service.switch_disconnected(datapath.id))
 
-    def _connect_when_silent(self, datapath: Any) -> None:
-        """Set the switch up without meters if it never answers the meter question."""
+    def _handshake_timeout(self, handshake: _Handshake) -> None:
+        """Set the switch up from scratch if it does not say what it has in time."""
+        hub.sleep(HANDSHAKE_TIMEOUT)
+        datapath = handshake.datapath
+        if self._handshakes.get(datapath.id) is handshake and datapath.is_active:
+            LOG.warning("switch %016x did not report its tables in %g s: setting it up from scratch",
+                        datapath.id, HANDSHAKE_TIMEOUT)
+            handshake.readable = False
+            self._connect(handshake)
 
-        def fallback() -> None:
-            hub.sleep(2.0)
-            if self._pending_meters.get(datapath.id) is not None and datapath.is_active:
-                self._connect(datapath, meters=False)
+    def _read_tables(self, handshake: _Handshake, meters: bool) -> None:
+        """Ask for our flows, every group and (with meters) every meter."""
+        handshake.meter_xid = None
+        handshake.meters = meters
+        datapath = handshake.datapath
+        ofp, parser = datapath.ofproto, datapath.ofproto_parser
+        requests = {
+            "flows": parser.OFPFlowStatsRequest(datapath, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                                COOKIE, COOKIE_MASK, parser.OFPMatch()),
+            "groups": parser.OFPGroupDescStatsRequest(datapath, 0),
+        }
+        if meters:
+            requests["meters"] = parser.OFPMeterConfigStatsRequest(datapath, 0, ofp.OFPM_ALL)
+        for what, request in requests.items():
+            datapath.set_xid(request)
+            handshake.reads[request.xid] = what
+        for request in requests.values():
+            datapath.send_msg(request)
 
-        hub.spawn(fallback)
+    def _table_reply(self, msg: Any) -> None:
+        """One part of a flow, group or meter reply; the switch is resumed once every reply is complete."""
+        handshake = self._handshakes.get(msg.datapath.id)
+        if handshake is None or msg.xid not in handshake.reads:
+            return
+        handshake.bodies[handshake.reads[msg.xid]].extend(msg.body)
+        if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
+            del handshake.reads[msg.xid]
+            if not handshake.reads:
+                self._connect(handshake)
 
     @set_ev_cls(ofp_event.EventOFPMeterFeaturesStatsReply, MAIN_DISPATCHER)
     @_guarded
     def _meter_features(self, ev: Any) -> None:
-        datapath = ev.msg.datapath
-        meters = any(f.max_meter > 0 for f in ev.msg.body)
-        self._connect(datapath, meters)
+        handshake = self._handshakes.get(ev.msg.datapath.id)
+        if handshake is not None and handshake.meter_xid == ev.msg.xid:
+            self._read_tables(handshake, any(f.max_meter > 0 for f in ev.msg.body))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    @_guarded
+    def _flow_stats(self, ev: Any) -> None:
+        self._table_reply(ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
+    @_guarded
+    def _group_desc(self, ev: Any) -> None:
+        self._table_reply(ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    @_guarded
+    def _meter_config(self, ev: Any) -> None:
+        self._table_reply(ev.msg)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     @_guarded
     def _error(self, ev: Any) -> None:
         msg = ev.msg
         datapath = msg.datapath
-        if self._pending_meters.get(datapath.id) == msg.xid:
-            self._connect(datapath, meters=False)
+        handshake = self._handshakes.get(datapath.id)
+        if handshake is not None and handshake.meter_xid == msg.xid:
+            self._read_tables(handshake, meters=False)
+            return
+        if handshake is not None and msg.xid in handshake.reads:
+            LOG.warning("switch %016x refused to report its %s (error type %d code %d): setting it up from scratch",
+                        datapath.id, handshake.reads.pop(msg.xid), msg.type, msg.code)
+            handshake.readable = False
+            if not handshake.reads:
+                self._connect(handshake)
             return
         LOG.warning("switch %016x error type %d code %d", datapath.id or 0, msg.type, msg.code)
 
-    def _connect(self, datapath: Any, meters: bool) -> None:
-        if self._pending_meters.pop(datapath.id, None) is None:
+    def _connect(self, handshake: _Handshake) -> None:
+        datapath = handshake.datapath
+        if self._handshakes.pop(datapath.id, None) is not handshake:
             return
         self.datapaths[datapath.id] = datapath
         ports = [port_desc(p) for no, p in datapath.ports.items() if no <= datapath.ofproto.OFPP_MAX]
         local = datapath.ports.get(OFPP_LOCAL)
-        LOG.info("switch %016x connected: %d ports, meters %s", datapath.id, len(ports), "yes" if meters else "no")
+        observed = None
+        if handshake.readable:
+            observed = ObservedSwitch(
+                flows=tuple(flows_from_stats(handshake.bodies["flows"])),
+                groups=tuple(groups_from_desc(handshake.bodies["groups"])),
+                meters=tuple(meters_from_config(handshake.bodies["meters"])),
+            )
+        LOG.info(
+            "switch %016x connected: %d ports, meters %s, %s",
+            datapath.id, len(ports), "yes" if handshake.meters else "no",
+            f"resuming over {len(observed.flows)} flows of ours" if observed is not None else "pipeline set up from scratch",
+        )
         self.execute(
             self.service.switch_connected(
-                datapath.id, ports, local.hw_addr if local is not None else None, meters, time.monotonic()
+                datapath.id, ports, local.hw_addr if local is not None else None, handshake.meters, time.monotonic(),
+                observed=observed,
             )
         )
 

@@ -5,6 +5,17 @@ and returns :class:`Effects`: OpenFlow messages per datapath and member state
 changes. It reads no clock and sends nothing; ``ryu_lag.app`` is the shell that
 does. Configuration goes through the store before it takes effect, so a
 refused change leaves both untouched.
+
+Rules it keeps for hitless operation:
+
+- A switch that connects is resumed, not reset: each bond's LACP sessions come back
+  from what was saved (at the last change, at a disconnect, at a planned stop), and
+  the switch's pipeline is reconciled against what the switch reports it has.
+- A bond keeps its group id for life (saved with its sessions), so the switch's
+  groups and learned flows stay valid across restarts.
+- A change of a live bond is a diff: only a new key or actor system id rebuilds it.
+  A removed member is *leaving*: out of the group at once, its frames dropped, until
+  the partner shows it has let go (or ``LEAVE_TIMEOUT``); then it is a plain port.
 """
 
 from __future__ import annotations
@@ -15,12 +26,23 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from typing import Any
+
 from ryu_lag.config import BondConfig, ConfigError
-from ryu_lag.lacp import LacpBond, Update
-from ryu_lag.lacp.pdu import ETH_TYPE_SLOW, SLOW_PROTOCOLS_MAC, encode_frame, mac_to_bytes, mac_to_str
-from ryu_lag.openflow import Message, PacketOut
-from ryu_lag.store import BondStore
-from ryu_lag.switching import DEFAULT_LACP_METER_PPS, LagSwitch
+from ryu_lag.lacp import LacpBond, Lacpdu, LacpState, MemberSession, Update
+from ryu_lag.lacp.member import SHORT_TIMEOUT_TIME
+from ryu_lag.lacp.pdu import (
+    ETH_TYPE_SLOW,
+    SLOW_PROTOCOLS_MAC,
+    PduError,
+    decode_frame,
+    encode_frame,
+    mac_to_bytes,
+    mac_to_str,
+)
+from ryu_lag.openflow import Message, ObservedSwitch, PacketOut
+from ryu_lag.store import BondStore, StoreError
+from ryu_lag.switching import BOND_GROUP_MAX, BOND_GROUP_MIN, DEFAULT_LACP_METER_PPS, Bond, LagSwitch
 
 
 class BondConflict(ConfigError):
@@ -33,6 +55,10 @@ class UnknownBond(KeyError):
 
 TIMER_RETRY = 1.0
 """Seconds before the timers of a bond whose tick raised are tried again."""
+LEAVE_TIMEOUT = SHORT_TIMEOUT_TIME
+"""Seconds a member removed from its bond stays *leaving* when the partner does not show it let go."""
+SAVE_RETRY = 5.0
+"""Seconds before saving sessions is tried again after the store refused."""
 
 _SLOW_PROTOCOLS_DST = mac_to_bytes(SLOW_PROTOCOLS_MAC)
 _SLOW_ETH_TYPE = ETH_TYPE_SLOW.to_bytes(2, "big")
@@ -54,6 +80,27 @@ class MemberEvent:
     dpid: int
     port: int
     enabled: bool
+
+
+@dataclass(frozen=True)
+class SavedBond:
+    """What a bond needs to resume: its group id and its members' LACP sessions."""
+
+    group_id: int
+    members: dict[int, MemberSession]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group_id": self.group_id, "members": {str(p): s.to_dict() for p, s in sorted(self.members.items())}}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SavedBond:
+        """Raises ValueError on anything malformed."""
+        if not isinstance(data, dict) or not isinstance(data.get("members"), dict):
+            raise ValueError("a saved bond is an object with members")
+        group_id = data.get("group_id")
+        if not isinstance(group_id, int) or not BOND_GROUP_MIN <= group_id <= BOND_GROUP_MAX:
+            raise ValueError(f"group id {group_id!r} out of range")
+        return cls(group_id, {int(port): MemberSession.from_dict(s) for port, s in data["members"].items()})
 
 
 @dataclass
@@ -95,12 +142,13 @@ class SwitchRuntime:
     system: str
     switch: LagSwitch
     bonds: dict[str, BondRuntime] = field(default_factory=dict)
+    leaving: dict[int, float] = field(default_factory=dict)  # ports removed from a bond -> when they become plain
     _bond_by_port: dict[int, BondRuntime] = field(default_factory=dict, init=False, repr=False)  # checked on use
 
     def bond_of_port(self, port: int) -> BondRuntime | None:
         bond = self._bond_by_port.get(port)
-        if bond is not None and self.bonds.get(bond.config.name) is bond:
-            return bond  # still configured, so still has the port: a changed bond is a new BondRuntime
+        if bond is not None and self.bonds.get(bond.config.name) is bond and port in bond.engine.members:
+            return bond
         bond = next((b for b in self.bonds.values() if port in b.engine.members), None)
         if bond is None:
             self._bond_by_port.pop(port, None)
@@ -125,10 +173,19 @@ class LagService:
         self.configs: dict[int, dict[str, BondConfig]] = {}
         for config in store.load_all():
             self.configs.setdefault(config.dpid, {})[config.name] = config
+        self.saved: dict[tuple[int, str], SavedBond] = {}
+        for (dpid, name), data in store.load_sessions().items():
+            try:
+                self.saved[(dpid, name)] = SavedBond.from_dict(data)
+            except (ValueError, TypeError, KeyError):
+                continue  # a cache, not configuration: that bond negotiates afresh
+        self._unsaved: set[tuple[int, str]] = set()  # bonds whose sessions changed since the last save
+        self._save_after = -math.inf
         self.switches: dict[int, SwitchRuntime] = {}
         # (time, order, switch, bond): when each bond's engine has a timer due; stale entries are skipped
         self._lacp_timers: list[tuple[float, int, SwitchRuntime, BondRuntime]] = []
         self._timer_order = itertools.count()
+        self._leave_timers: list[tuple[float, int, int]] = []  # (time, dpid, port): when a leaving port becomes plain
 
     # ---- configuration ---------------------------------------------------
     def bond_configs(self, dpid: int) -> list[BondConfig]:
@@ -144,9 +201,13 @@ class LagService:
         return next(f"bond{i}" for i in range(len(used) + 1) if f"bond{i}" not in used)
 
     def put_bond(self, config: BondConfig, now: float, *, replace: bool = True) -> Effects:
-        """Create (or, with ``replace``, replace) a bond; persisted before applied."""
+        """Create (or, with ``replace``, replace) a bond; persisted before applied.
+
+        Replacing a live bond applies only what changed; the same configuration again does nothing.
+        """
         existing = self.configs.get(config.dpid, {})
-        if config.name in existing and not replace:
+        old = existing.get(config.name)
+        if old is not None and not replace:
             raise BondConflict("name", f"bond {config.name!r} already exists")
         for other in existing.values():
             if other.name == config.name:
@@ -156,12 +217,23 @@ class LagService:
                 raise BondConflict("ports", f"port {min(shared)} is already in bond {other.name!r}")
             if other.key == config.key:
                 raise BondConflict("key", f"key {config.key} is already used by bond {other.name!r}")
-        self.store.put(config)
         effects = Effects()
-        if config.name in existing:
-            self._unapply(config.dpid, config.name, effects)
-        self.configs.setdefault(config.dpid, {})[config.name] = config
-        self._apply(config, now, effects)
+        if config == old:
+            return effects
+        self.store.put(config)
+        existing = self.configs.setdefault(config.dpid, {})
+        existing[config.name] = config
+        runtime = self.switches.get(config.dpid)
+        bond = runtime.bonds.get(config.name) if runtime is not None else None
+        if old is not None and (old.key, old.system) != (config.key, config.system):
+            self.saved.pop((config.dpid, config.name), None)  # a new aggregator to the partner: no session carries over
+        if runtime is None:
+            return effects  # applied when the switch connects
+        if bond is not None and old is not None and (old.key, old.system) == (config.key, config.system):
+            self._reconfigure(runtime, bond, config, now, effects)
+        else:
+            self._unapply(runtime, config.name, effects)
+            self._apply(runtime, config, now, effects)
         return effects
 
     def delete_bond(self, dpid: int, name: str) -> Effects:
@@ -170,8 +242,12 @@ class LagService:
             raise UnknownBond(name)
         self.store.delete(dpid, name)
         effects = Effects()
-        self._unapply(dpid, name, effects)
+        runtime = self.switches.get(dpid)
+        if runtime is not None:
+            self._unapply(runtime, name, effects)
         del self.configs[dpid][name]
+        self.saved.pop((dpid, name), None)
+        self._unsaved.discard((dpid, name))
         return effects
 
     def flush_macs(self, dpid: int, logical: int | None = None) -> Effects:
@@ -181,9 +257,64 @@ class LagService:
             effects.send(dpid, runtime.switch.flush(logical))
         return effects
 
+    # ---- LACP sessions: saved off the PDU path ------------------------------------------
+    def save_sessions(self, now: float, *, everything: bool = False) -> Effects:
+        """Write the sessions of the bonds that changed since the last save (``everything``: of every bond).
+
+        One transaction; a refused write is reported and retried ``SAVE_RETRY`` later.
+        """
+        effects = Effects()
+        if everything:
+            self._unsaved.update((dpid, name) for dpid, r in self.switches.items() for name in r.bonds)
+        elif not self._unsaved or now < self._save_after:
+            return effects
+        for dpid, name in self._unsaved:
+            runtime = self.switches.get(dpid)
+            bond = runtime.bonds.get(name) if runtime is not None else None
+            if bond is not None:
+                self.saved[(dpid, name)] = SavedBond(bond.group_id, bond.engine.sessions())
+        rows = [(d, n, self.saved[(d, n)].to_dict()) for d, n in sorted(self._unsaved) if (d, n) in self.saved]
+        try:
+            self.store.put_sessions(rows)
+        except StoreError as exc:
+            effects.errors.append(f"LACP sessions not saved (retrying in {SAVE_RETRY:g} s): {exc}")
+            self._save_after = now + SAVE_RETRY
+            return effects
+        self._unsaved.clear()
+        return effects
+
+    def farewell(self) -> Effects:
+        """One last LACPDU on every distributing member, just before a planned stop.
+
+        It restarts the partner's timeout, so the controller has a whole timeout to come back.
+        """
+        effects = Effects()
+        for runtime in self.switches.values():
+            for bond in runtime.bonds.values():
+                for port in sorted(bond.enabled):
+                    member = bond.engine.members[port]
+                    desc = runtime.ports.get(port)
+                    if desc is not None:
+                        pdu = Lacpdu(actor=member.actor_info(), partner=member.partner)
+                        effects.messages.append((runtime.dpid, PacketOut(port, encode_frame(desc.mac, pdu))))
+        return effects
+
     # ---- switch events -----------------------------------------------------
-    def switch_connected(self, dpid: int, ports: Iterable[PortDesc], local_mac: str | None, meters: bool, now: float) -> Effects:
-        """A switch (re)connected: reset it and apply its configured bonds."""
+    def switch_connected(
+        self,
+        dpid: int,
+        ports: Iterable[PortDesc],
+        local_mac: str | None,
+        meters: bool,
+        now: float,
+        *,
+        observed: ObservedSwitch | None = None,
+    ) -> Effects:
+        """A switch (re)connected: resume its bonds' LACP sessions and reconcile what it has with what it should.
+
+        ``observed`` is what the switch reported (our flows, its groups and meters); None when
+        it could not be read, which makes this a cold start of our pipeline.
+        """
         physical = {p.port: p for p in ports}
         runtime = SwitchRuntime(
             dpid=dpid,
@@ -192,18 +323,35 @@ class LagService:
             switch=LagSwitch(mac_age=self.mac_age, lacp_meter_pps=self.lacp_meter_pps),
         )
         self.switches[dpid] = runtime
-        effects = Effects()
-        effects.send(dpid, runtime.switch.startup(physical, meters))
+        resumed: list[tuple[BondRuntime, Update]] = []
+        wanted: list[Bond] = []
         for config in self.bond_configs(dpid):
-            self._apply(config, now, effects)
+            saved = self.saved.get((dpid, config.name))
+            bond = self._new_bond(runtime, config, saved.group_id if saved is not None else None)
+            sessions = saved.members if saved is not None and saved.group_id == bond.group_id else {}
+            up = [p for p in config.ports if p in physical and physical[p].up]
+            update = bond.engine.resume(sessions, up, now)
+            roles = {c.port: c for c in update.changes}
+            collecting = frozenset(p for p, c in roles.items() if c.collecting)
+            distributing = frozenset(p for p, c in roles.items() if c.distributing)
+            wanted.append(Bond(bond.group_id, frozenset(config.ports), collecting, distributing))
+            resumed.append((bond, update))
+        effects = Effects()
+        effects.send(dpid, runtime.switch.resume(physical, meters, wanted, observed))
+        for bond, update in resumed:  # the switch has their roles already: this sends their LACPDUs
+            self._engine_update(runtime, bond, update, effects)
         return effects
 
     def switch_disconnected(self, dpid: int) -> Effects:
+        """The connection dropped; the switch goes on forwarding. Its bonds' sessions are kept for the reconnect."""
         effects = Effects()
         runtime = self.switches.pop(dpid, None)
-        if runtime is not None:
-            for bond in runtime.bonds.values():
-                effects.member_events.extend(MemberEvent(dpid, port, False) for port in sorted(bond.enabled))
+        if runtime is None:
+            return effects
+        for name, bond in runtime.bonds.items():
+            self.saved[(dpid, name)] = SavedBond(bond.group_id, bond.engine.sessions())
+            self._unsaved.add((dpid, name))
+            effects.member_events.extend(MemberEvent(dpid, port, False) for port in sorted(bond.enabled))
         return effects
 
     def port_changed(self, dpid: int, port: PortDesc, now: float) -> Effects:
@@ -215,6 +363,8 @@ class LagService:
         if port.port not in runtime.ports:
             effects.send(dpid, runtime.switch.port_added(port.port))  # a member stays a member
         runtime.ports[port.port] = port
+        if port.port in runtime.leaving and not port.up:
+            self._release(runtime, port.port, effects)  # the partner cannot send on it any more
         bond = runtime.bond_of_port(port.port)
         if bond is None:
             return effects
@@ -226,6 +376,8 @@ class LagService:
         runtime = self.switches.get(dpid)
         if runtime is None or runtime.ports.pop(port_no, None) is None:
             return effects
+        if port_no in runtime.leaving:
+            self._release(runtime, port_no, effects)
         effects.send(dpid, runtime.switch.port_removed(port_no))
         bond = runtime.bond_of_port(port_no)
         if bond is not None:
@@ -242,6 +394,8 @@ class LagService:
             bond = runtime.bond_of_port(in_port)
             if bond is not None:
                 self._engine_update(runtime, bond, bond.engine.receive_frame(in_port, data, now), effects)
+            elif in_port in runtime.leaving and partner_let_go(data):
+                self._release(runtime, in_port, effects)
             return effects
         eth_dst, eth_src = mac_to_str(data[0:6]), mac_to_str(data[6:12])
         effects.send(dpid, runtime.switch.packet_in(in_port, eth_src, eth_dst))
@@ -273,30 +427,73 @@ class LagService:
                 effects.errors.append(f"switch {runtime.dpid:016x} bond {bond.config.name}: LACP timers failed: {exc!r}")
                 bond.wake_at = now + TIMER_RETRY
                 heapq.heappush(self._lacp_timers, (bond.wake_at, next(self._timer_order), runtime, bond))
+        leave = self._leave_timers
+        while leave and leave[0][0] <= now:
+            _, dpid, port = heapq.heappop(leave)
+            runtime = self.switches.get(dpid)
+            if runtime is not None and runtime.leaving.get(port, math.inf) <= now:
+                self._release(runtime, port, effects)
         return effects
 
     # ---- internals ---------------------------------------------------------
-    def _apply(self, config: BondConfig, now: float, effects: Effects) -> None:
-        runtime = self.switches.get(config.dpid)
-        if runtime is None:
-            return  # applied when the switch connects
+    def _new_bond(self, runtime: SwitchRuntime, config: BondConfig, group_id: int | None) -> BondRuntime:
+        """A bond's runtime with its saved group id when that is free, else the smallest free one."""
         used = {b.group_id for b in runtime.bonds.values()}
-        group_id = next(g for g in range(1, len(used) + 2) if g not in used)
+        if group_id is None or group_id in used:
+            group_id = next(g for g in range(BOND_GROUP_MIN, BOND_GROUP_MAX + 1) if g not in used)
         bond = BondRuntime(config, group_id, LacpBond(config.settings(), config.system or runtime.system, config.ports))
         runtime.bonds[config.name] = bond
-        effects.send(config.dpid, runtime.switch.add_bond(group_id, config.ports))
+        return bond
+
+    def _apply(self, runtime: SwitchRuntime, config: BondConfig, now: float, effects: Effects) -> None:
+        """Add a bond to a connected switch; it negotiates from scratch."""
+        for port in config.ports:
+            if port in runtime.leaving:
+                self._release(runtime, port, effects)
+        bond = self._new_bond(runtime, config, None)
+        effects.send(config.dpid, runtime.switch.add_bond(bond.group_id, config.ports))
+        self._unsaved.add((config.dpid, config.name))
         for port in config.ports:
             desc = runtime.ports.get(port)
             if desc is not None and desc.up:
                 self._engine_update(runtime, bond, bond.engine.set_link(port, True, now), effects)
 
-    def _unapply(self, dpid: int, name: str, effects: Effects) -> None:
-        runtime = self.switches.get(dpid)
-        if runtime is None or name not in runtime.bonds:
+    def _reconfigure(self, runtime: SwitchRuntime, bond: BondRuntime, config: BondConfig, now: float, effects: Effects) -> None:
+        """Apply a changed configuration with the same key and system to a live bond: only what changed."""
+        old_ports = set(bond.engine.members)
+        added, removed = set(config.ports) - old_ports, old_ports - set(config.ports)
+        for port in sorted(added & set(runtime.leaving)):
+            self._release(runtime, port, effects)
+        bond.config = config
+        update = bond.engine.reconfigure(config.settings(), config.ports, now)
+        effects.send(runtime.dpid, runtime.switch.set_members(bond.group_id, config.ports))  # removed ones leave the group first
+        for port in sorted(removed):
+            if port in bond.enabled:
+                bond.enabled.discard(port)
+                effects.member_events.append(MemberEvent(runtime.dpid, port, False))
+            desc = runtime.ports.get(port)
+            if desc is None or not desc.up:
+                effects.send(runtime.dpid, runtime.switch.release(port))  # no partner to wait for
+                continue
+            runtime.leaving[port] = now + LEAVE_TIMEOUT
+            heapq.heappush(self._leave_timers, (now + LEAVE_TIMEOUT, runtime.dpid, port))
+        self._engine_update(runtime, bond, update, effects)
+        for port in sorted(added):
+            desc = runtime.ports.get(port)
+            if desc is not None and desc.up:
+                self._engine_update(runtime, bond, bond.engine.set_link(port, True, now), effects)
+
+    def _unapply(self, runtime: SwitchRuntime, name: str, effects: Effects) -> None:
+        bond = runtime.bonds.pop(name, None)
+        if bond is None:
             return
-        bond = runtime.bonds.pop(name)
-        effects.member_events.extend(MemberEvent(dpid, port, False) for port in sorted(bond.enabled))
-        effects.send(dpid, runtime.switch.remove_bond(bond.group_id))
+        effects.member_events.extend(MemberEvent(runtime.dpid, port, False) for port in sorted(bond.enabled))
+        effects.send(runtime.dpid, runtime.switch.remove_bond(bond.group_id))
+
+    def _release(self, runtime: SwitchRuntime, port: int, effects: Effects) -> None:
+        """A leaving port becomes a plain port."""
+        del runtime.leaving[port]
+        effects.send(runtime.dpid, runtime.switch.release(port))
 
     def _engine_update(self, runtime: SwitchRuntime, bond: BondRuntime, update: Update, effects: Effects) -> None:
         """Turn an engine's update into effects and schedule the engine's next timer."""
@@ -304,11 +501,16 @@ class LagService:
             desc = runtime.ports.get(tx.port)
             if desc is not None:
                 effects.messages.append((runtime.dpid, PacketOut(tx.port, encode_frame(desc.mac, tx.pdu))))
+        if update.session_changed:
+            self._unsaved.add((runtime.dpid, bond.config.name))
         deadline = bond.engine.deadline
         if deadline < bond.wake_at:
             bond.wake_at = deadline
             heapq.heappush(self._lacp_timers, (deadline, next(self._timer_order), runtime, bond))
+        members = bond.engine.members
         for change in update.changes:
+            if change.port not in members:
+                continue  # removed from the bond: it is leaving (see _reconfigure)
             effects.send(
                 runtime.dpid,
                 runtime.switch.set_member(bond.group_id, change.port, change.collecting, change.distributing),
@@ -316,3 +518,12 @@ class LagService:
             if change.distributing != (change.port in bond.enabled):
                 bond.enabled.symmetric_difference_update({change.port})
                 effects.member_events.append(MemberEvent(runtime.dpid, change.port, change.distributing))
+
+
+def partner_let_go(frame: bytes) -> bool:
+    """Whether a LACPDU from a port we removed from its bond shows the partner recorded that (our Sync off)."""
+    try:
+        _, pdu = decode_frame(frame)
+    except PduError:
+        return False
+    return not pdu.partner.state & LacpState.SYNCHRONIZATION

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from clients.client import LagClient
+from ryu_lag.switching import BOND_GROUP_MIN
 from tests.integration.netlab import VENV_BIN, Lab, sh, wait_for
 from tests.rest import live
 
@@ -109,5 +110,5 @@ def test_delete_makes_plain_ports_again(setup: Setup):
     assert {p["port"]: p["bond"] for p in switch["ports"] if p["port"] in (1, 2)} == {1: None, 2: None}
     assert "watch_port" not in sh("ovs-ofctl", "-O", "OpenFlow13", "dump-groups", setup.net.s1)
     flows = sh("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", setup.net.s1)
-    assert re.search(r"group:1\b", flows) is None  # nothing sends to the bond's group (floods use their own)
+    assert re.search(rf"group:{BOND_GROUP_MIN}\b", flows) is None  # nothing sends to the bond's group (floods use their own)
     wait_for(lambda: not live.partner_negotiated(setup.net.bond), 15, "Open vSwitch loses the partner")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ryu_lag.openflow import FlowCommand, FlowMod, Table
+from ryu_lag.switching import BOND_GROUP_MIN, bond_logical
 from tests.rest.conftest import DPID, DPID_S, SWITCH_SYSTEM, Rig, error_of, port_mac
 
 MACS = f"/lag/{DPID_S}/macs"
@@ -102,8 +103,8 @@ def test_flush_one_bond(learned: Rig):
     mark = len(learned.messages())
     assert learned.delete(MACS + "?bond=bond0").json["flushed"] == 2
     assert [m["mac"] for m in learned.get(MACS).json["macs"]] == [H3, H4]
-    cookies = {m.cookie & 0xFFFFFFFF for m in learned_deletes(learned, mark)}
-    assert cookies == {1}  # the bond's logical port (group 1) only
+    cookies = {m.cookie & 0x1FFFFFFFF for m in learned_deletes(learned, mark)}
+    assert cookies == {bond_logical(BOND_GROUP_MIN)}  # the bond's logical port only
 
 
 def test_flush_one_port(learned: Rig):

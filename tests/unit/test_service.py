@@ -9,12 +9,14 @@ from ryu_lag.lacp import BondSettings, Lacpdu, LacpBond, LacpState, PortInfo, Ra
 from ryu_lag.openflow import PacketOut
 from ryu_lag.service import BondConflict, Effects, LagService, PortDesc, UnknownBond
 from ryu_lag.store import BondStore, StoreError
+from ryu_lag.switching import BOND_GROUP_MIN
 from tests.unit.fakeoftable import FakeOFTable
 
 DPID = 1
 H1 = "02:00:00:00:01:01"  # behind the bond
 H2 = "02:00:00:00:02:02"  # on plain port 3
 PARTNER_SYSTEM = "02:00:00:00:00:99"
+G = BOND_GROUP_MIN  # the group id of the first bond
 
 
 def port(n: int, up: bool = True) -> PortDesc:
@@ -88,7 +90,7 @@ def test_bond_configured_before_connect_negotiates_and_forwards(rig):
     rig.connect()
     rig.run(4.0)
     assert {e.port for e in rig.events if e.enabled} == {1, 2}
-    assert rig.switch.select_groups()[1] == (1, 2)
+    assert rig.switch.select_groups()[G] == (1, 2)
     actor = rig.bond().engine.members[1].actor_info()
     assert actor.system == "0a:00:00:00:00:fe" and actor.key == 1  # the LOCAL port MAC, our key
     rig.learn(1, H1)
@@ -109,7 +111,7 @@ def test_link_down_edits_the_group_without_touching_learned_macs(rig):
     rig.switch.live_ports.discard(1)
     rig.wire_up[1] = False
     rig.apply(rig.service.port_changed(DPID, port(1, up=False), rig.now))
-    assert rig.switch.select_groups()[1] == (2,)
+    assert rig.switch.select_groups()[G] == (2,)
     assert len(rig.switch.flows) == learned  # only ingress rules changed, no flow was deleted
     assert rig.switch.forward(3, H2, H1).outputs == {2}
     assert rig.events[-1].port == 1 and not rig.events[-1].enabled
@@ -122,12 +124,12 @@ def test_silent_partner_expires_after_fast_timeout(rig):
     rig.wire_up[2] = False  # carrier stays up, nothing arrives
     last_rx = rig.bond().engine.members[2].counters.last_rx
     rig.run(last_rx + 2.95 - rig.now)
-    assert rig.switch.select_groups()[1] == (1, 2)
+    assert rig.switch.select_groups()[G] == (1, 2)
     rig.run(0.1)
-    assert rig.switch.select_groups()[1] == (1,)
+    assert rig.switch.select_groups()[G] == (1,)
 
 
-def test_reconnect_resets_the_switch_and_reapplies_bonds(rig):
+def test_a_switch_whose_tables_cannot_be_read_is_set_up_from_scratch(rig):
     rig.apply(rig.service.put_bond(fast_bond(), rig.now))
     rig.connect()
     rig.run(4.0)
@@ -137,7 +139,7 @@ def test_reconnect_resets_the_switch_and_reapplies_bonds(rig):
     flows_before = {(f.table, f.priority, f.match) for f in rig.switch.flows if f.mod.cookie_mask == 0 and f.priority != 20000}
     rig.connect()
     rig.run(4.0)
-    assert rig.switch.select_groups() == {1: (1, 2)}
+    assert rig.switch.select_groups() == {G: (1, 2)}
     flows_after = {(f.table, f.priority, f.match) for f in rig.switch.flows if f.priority != 20000}
     assert flows_before <= flows_after
     assert H2 not in {f.match.eth_src for f in rig.switch.flows}  # learned state was reset
@@ -151,7 +153,7 @@ def test_conflicts_change_nothing(rig, tmp_path):
         rig.service.put_bond(fast_bond("other", ports=(3, 4), key=1), rig.now)
     with pytest.raises(BondConflict):
         rig.service.put_bond(fast_bond(), rig.now, replace=False)
-    assert [c.name for c in BondStore(str(tmp_path / "state.sqlite3")).load_all()] == ["bond0"]
+    assert [c.name for c in rig.store.load_all()] == ["bond0"]
     assert list(rig.service.configs[DPID]) == ["bond0"]
     with pytest.raises(UnknownBond):
         rig.service.delete_bond(DPID, "nope")
