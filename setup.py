@@ -19,6 +19,7 @@ setup(
         "requests",
         "prometheus-client",
         "PyYAML",  # lagctl apply reads YAML desired-state files
+        "etcd3gw",  # --lag-store etcd://...: etcd's JSON gateway over requests, works under eventlet
     ],
     # test: hypothesis drives the LACPDU fuzzer (tests/unit/test_lacpdu_fuzz.py), schemathesis the
     # OpenAPI conformance test (tests/live/test_schemathesis.py); both verified on Python 3.11 with the

@@ -6,7 +6,8 @@ set -euo pipefail
 
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 
-APT_PACKAGES=(openvswitch-switch mininet iputils-ping ethtool iproute2 python3-venv tcpdump)
+# etcd-server: the etcd members the store's cluster tests start on loopback (tests/etcdlab.py).
+APT_PACKAGES=(openvswitch-switch mininet iputils-ping ethtool iproute2 python3-venv tcpdump etcd-server)
 VENV=.venv
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip install -qq)
@@ -28,8 +29,11 @@ done
 if ((${#missing[@]})); then
     log "installing apt packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Quiet unless it fails (debconf's notes go to stderr even with -qq).
+    if ! out=$( { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } 2>&1); then
+        printf '%s\n' "$out" >&2
+        exit 1
+    fi
 fi
 
 if ! ovs-vsctl --timeout=5 show >/dev/null 2>&1; then
