@@ -111,7 +111,8 @@ def measure(rig: Rig, event: str, run: int) -> dict:
     lapses = watch.lapses()
     row: dict = {"controller": rig.kind, "event": event, "run": run}
     for host, stats in zip(topo.others, flows):
-        row[host.name.removeprefix(rig.lab.prefix)] = f"{stats.gap_ms:.0f} ms, {stats.lost}/{stats.sent} lost"
+        cell = f"{stats.gap_ms:.0f} ms, {stats.lost}/{stats.sent} lost"
+        row[host.name.removeprefix(rig.lab.prefix)] = cell if stats.recovered else cell + ", not back"
     row["gap_ms"] = round(max(f.gap_ms for f in flows), 1)
     row["lost_per_flow"] = max(f.lost for f in flows)
     row["partner"] = "negotiated" if not lapses else f"lapsed in {len(lapses)}/{len(watch.samples)} polls"
@@ -167,7 +168,8 @@ def run(quick: bool = False) -> Result:
         "(Open vSwitch redials within a second)",
         "a flow's cell: the largest gap between its replies (10 ms pings from h2, h3, h4 to h1), from the start "
         f"of the pings to their end, {BEFORE_EVENT:.0f} s before the event to {AFTER_READY:.0f} s after the bond "
-        "is back; and the replies lost of those sent",
+        "is back; the replies lost of those sent (ping sends less often while it gets no replies); 'not back' "
+        "when its replies had not resumed by the end",
         "partner: whether every 50 ms poll of ovs-appctl lacp/show found the bond negotiated with both members "
         "current; exit_s: seconds from the signal to the controller's exit",
         "the classic Ryu app (lacplib) keeps no state: after any of these it learns and negotiates from scratch",
