@@ -41,6 +41,7 @@ LINK_DOWN_SECONDS = 0.5  # how long s1's controller connection stays cut
 SETTLE_SECONDS = 2.0  # pinging on after the reconnect, for a late reset to show
 ONE_WAY_WINDOW = 15.0  # seconds member 2 must stay out once it has left
 FULLY_UP = {"activity", "timeout", "aggregation", "synchronized", "collecting", "distributing"}
+STATS = re.compile(r"\b(duration|idle_age|hard_age|n_packets|n_bytes)=[^,\s]+,?\s*")
 MAC = re.compile(r"dl_(?:src|dst)=([0-9a-f:]{17})")
 BASE = {"rate": "fast", "port_priority": 32768, "min_links": 1}  # bond0's settings between cases
 
@@ -93,15 +94,30 @@ def group_ports(switch: str) -> set[int]:
     return {int(p) for p in re.findall(r"watch_port:(\d+)", text)}
 
 
+def without_stats(line: str) -> str:
+    return STATS.sub("", line).strip()
+
+
 def switch_state(switch: str) -> dict[str, list[str]]:
     """s1's flows, groups and meters as sorted lines, without counters or ages."""
     def dump(*args: str) -> list[str]:
         text = sh("ovs-ofctl", "-O", "OpenFlow13", *args, switch)
-        lines = (re.sub(r"\b(duration|idle_age|hard_age|n_packets|n_bytes)=[^,\s]+,?\s*", "", line).strip()
-                 for line in text.splitlines()[1:])
-        return sorted(line for line in lines if line)
+        return sorted(filter(None, map(without_stats, text.splitlines()[1:])))
 
     return {"flows": dump("--no-stats", "dump-flows"), "groups": dump("dump-groups"), "meters": dump("dump-meters")}
+
+
+def flow_durations(switch: str) -> dict[str, float]:
+    """Each of s1's flows (as ``switch_state`` shows it): how long it has been installed, in seconds."""
+    text = sh("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", switch)
+    return {without_stats(line): float(m.group(1))
+            for line in text.splitlines()[1:] if (m := re.search(r"\bduration=([\d.]+)s", line))}
+
+
+def readded(before: dict[str, float], after: dict[str, float], elapsed: float) -> list[str]:
+    """Flows present before and after whose duration restarted in between: deleted and added again, or replaced."""
+    return [f"{line} (installed {after[line]:.1f} s, {before[line] + elapsed:.1f} s expected)"
+            for line in before if line in after and after[line] < before[line] + elapsed - 1.0]
 
 
 def state_diff(before: dict[str, list[str]], after: dict[str, list[str]]) -> list[str]:
@@ -150,11 +166,13 @@ class Outcome:
     samples: int
     partner_end: dict
     diff: list[str]  # s1's flows, groups and meters: before vs after
+    readded: list[str]  # flows the same before and after but installed again in between
     event_s: float
 
     def figures(self) -> str:
         flows = ", ".join(f"gap {gap:.0f} ms lost {sent - received}/{sent}" for sent, received, gap in self.flows)
-        return (f"{flows}; partner lapses {len(self.lapses)}/{self.samples}; state diff {len(self.diff)} lines; "
+        return (f"{flows}; partner lapses {len(self.lapses)}/{self.samples}; state diff {len(self.diff)} lines, "
+                f"{len(self.readded)} flows re-added; "
                 f"the event took {self.event_s:.2f} s")
 
 
@@ -163,6 +181,7 @@ def through(topo: Classic, event: Callable[[], None]) -> Outcome:
     assert topo.relay is not None
     ready(topo)
     before = switch_state(topo.s1)
+    durations, dumped = flow_durations(topo.s1), time.monotonic()
     connections = topo.relay.accepted
     pings = Pings(topo.lab, topo.others, topo.h1.ip)
     watch = LacpWatch(topo.bond, 0.05)
@@ -176,19 +195,21 @@ def through(topo: Classic, event: Callable[[], None]) -> Outcome:
     flows = pings.stop()
     watch.stop()
     after = switch_state(topo.s1)
+    again = readded(durations, flow_durations(topo.s1), time.monotonic() - dumped)
     end = parse_lacp_show(lacp_show(topo.bond))
-    return Outcome(flows, watch.lapses(), len(watch.samples), end, state_diff(before, after), event_s)
+    return Outcome(flows, watch.lapses(), len(watch.samples), end, state_diff(before, after), again, event_s)
 
 
 def assert_hitless(outcome: Outcome) -> None:
     figures = outcome.figures()
-    print(figures, *outcome.diff, sep="\n  ")
+    print(figures, *outcome.diff, *outcome.readded, sep="\n  ")
     for sent, received, gap in outcome.flows:
         assert gap <= GAP_LIMIT_MS, f"largest gap {gap:.0f} ms (limit {GAP_LIMIT_MS:.0f}): {figures}"
         assert sent - received <= LOST_LIMIT, f"{sent - received} replies lost (limit {LOST_LIMIT}): {figures}"
     assert not outcome.lapses, f"the partner left negotiated or lost a member: {outcome.lapses[:5]}: {figures}"
     assert partner_fully_up(outcome.partner_end), outcome.partner_end
     assert not outcome.diff, "s1's flows, groups or meters changed:\n" + "\n".join(outcome.diff)
+    assert not outcome.readded, "flows of ours installed again though unchanged:\n" + "\n".join(outcome.readded)
 
 
 # ---- restarts and reconnects --------------------------------------------------------
