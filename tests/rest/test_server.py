@@ -8,6 +8,7 @@ to it with raw sockets.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -90,7 +91,7 @@ def test_the_server_reads_as_much_body_as_the_api_accepts() -> None:
 # ---- served over HTTP ----------------------------------------------------------------
 
 LIMITS = server.Limits(
-    head_seconds=0.5, body_seconds=0.5, stall_seconds=3.0, max_body=1024, connections=6, connections_per_client=3
+    head_seconds=0.5, body_seconds=0.5, stall_seconds=1.0, max_body=1024, connections=6, connections_per_client=3
 )
 CLIENT, OTHER_CLIENT = "127.0.0.1", "127.0.0.2"
 IO_SECONDS = 10.0  # what a test socket waits for the server at most
@@ -320,9 +321,30 @@ def test_connections_over_the_caps_are_refused_at_once_with_a_json_503(api: Serv
     wait_until(lambda: exchange(api, b"GET /lag HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", CLIENT).status == 200)
 
 
-def test_keep_alive_serves_several_requests_on_one_connection(api: Served) -> None:
+def test_keep_alive_serves_several_requests_then_an_idle_connection_gets_its_408(api: Served) -> None:
     with api.connect() as sock:
         for _ in range(3):
             sock.sendall(b"GET /lag HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             response = read_response(sock)
             assert response.status == 200 and "connection" not in response.headers
+        idle = time.monotonic()
+        response = read_response(sock)
+        assert (response.status, response.error()["code"]) == (408, "request_timeout")
+        assert LIMITS.head_seconds - 0.1 <= time.monotonic() - idle <= LIMITS.head_seconds + SLACK_SECONDS
+        assert closed_by_server(sock)
+
+
+def test_a_client_that_does_not_read_its_answers_is_cut_off(api: Served) -> None:
+    """Pipelined requests whose answers (the document, some 19 kB each) are never read: once
+    the socket buffers are full, the server's write stalls and the connection is closed."""
+    requests = 400
+    with api.connect() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /lag/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * requests)
+        time.sleep(LIMITS.stall_seconds + 1.0)
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(1 << 16):
+                received += chunk
+    answered = received.count(b"HTTP/1.1 200 OK")
+    assert 0 < answered < requests and b"408" not in received.split(b"\r\n", 1)[0]
