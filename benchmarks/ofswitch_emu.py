@@ -4,8 +4,16 @@
 no Ryu) to be set up by a controller: HELLO, FEATURES_REPLY, PORT_DESC (every port up,
 plus LOCAL), METER_FEATURES and DESC replies, ECHO, BARRIER, GET_CONFIG and ROLE answers.
 Everything the controller sends is counted by type; FLOW_MOD and PACKET_OUT can be handed
-to hooks (a benchmark's own logic), and the switch sends PACKET_IN and ECHO on demand. It keeps no flow table: it stands in for the switch's control channel only, and
-does as little per message as it can, since it shares the CPU with the controller.
+to hooks (a benchmark's own logic), and the switch sends PACKET_IN and ECHO on demand.
+
+Its meters are chosen per switch (``Meters``): none, packets-a-second meters, or meters that
+count kbps only (which refuse a packets-a-second METER_MOD with METER_MOD_FAILED/BAD_FLAGS,
+as such a switch does). It keeps the meters it was given and answers the reads a resuming
+controller makes: FLOW stats (empty: it keeps no flow table), GROUP_DESC (empty: it keeps no
+groups) and METER_CONFIG (the meters it holds); other multipart requests get BAD_MULTIPART.
+It stands in for the switch's control channel only, and does as little per message as it
+can, since it shares the CPU with the controller. ``stop_reading`` makes it stop reading
+from the connection (its TCP window fills up), as a stuck switch does.
 
 ``Controller`` starts ``ryu-lag`` or the classic Ryu app as a subprocess on loopback and
 reads its CPU time.
@@ -40,7 +48,13 @@ OFPR_ACTION = 1
 OFPPS_LIVE = 4
 OFPMPF_REPLY_MORE = 1
 OFPET_BAD_REQUEST, OFPBRC_BAD_MULTIPART = 1, 2
-OFPMP_DESC, OFPMP_METER_FEATURES, OFPMP_PORT_DESC = 0, 11, 13
+OFPET_METER_MOD_FAILED, OFPMMFC_UNKNOWN_METER, OFPMMFC_BAD_FLAGS = 12, 3, 5
+OFPMP_DESC, OFPMP_FLOW, OFPMP_GROUP_DESC, OFPMP_METER_CONFIG, OFPMP_METER_FEATURES, OFPMP_PORT_DESC = 0, 1, 7, 10, 11, 13
+OFPMC_ADD, OFPMC_MODIFY, OFPMC_DELETE = 0, 1, 2
+OFPMF_KBPS, OFPMF_PKTPS, OFPMF_BURST, OFPMF_STATS = 1, 2, 4, 8
+OFPMBT_DROP = 1
+OFPM_ALL = 0xFFFFFFFF
+MAX_METERS = 65536
 OXM_OF_IN_PORT = 0x80000004  # class OPENFLOW_BASIC, field IN_PORT, 4 octets
 OXM_ETH_DST, OXM_ETH_SRC = 3, 4  # OpenFlow basic field numbers
 
@@ -85,6 +99,8 @@ _FEATURES = struct.Struct("!QIBB2xII")  # datapath_id, n_buffers, n_tables, auxi
 _MULTIPART = struct.Struct("!HH4x")  # type, flags
 _PORT = struct.Struct("!I4x6s2x16sIIIIIIII")  # ofp_port, 64 octets
 _METER_FEATURES = struct.Struct("!IIIBB2x")  # max_meter, band_types, capabilities, max_bands, max_color
+_METER_MOD = struct.Struct("!HHI")  # command, flags, meter_id (bands follow)
+_METER_CONFIG = struct.Struct("!HHI")  # length, flags, meter_id (bands follow)
 _PACKET_IN = struct.Struct("!IHBBQ")  # buffer_id, total_len, reason, table_id, cookie
 _IN_PORT_MATCH = struct.Struct("!HHII4x")  # OXM match holding in_port only, padded to 16
 _PACKET_OUT = struct.Struct("!IIH6x")  # buffer_id, in_port, actions_len
@@ -158,6 +174,14 @@ def flow_mod_macs(msg: bytes) -> tuple[bytes | None, bytes | None]:
     return src, dst
 
 
+class Meters(enum.Enum):
+    """What meters an emulated switch has."""
+
+    NONE = "none"
+    PKTPS = "pktps"  # packets a second or kbps, drop bands: what ryu_lag's punt meters need
+    KBPS_ONLY = "kbps"  # kbps only: a packets-a-second meter is refused
+
+
 PacketOutHook = Callable[[int, bytes, float], None]
 """Called with (output port, frame, receive time) for each PACKET_OUT."""
 FlowModHook = Callable[[bytes, float], None]
@@ -167,9 +191,12 @@ FlowModHook = Callable[[bytes, float], None]
 class EmuSwitch(asyncio.Protocol):
     """One emulated switch on one TCP connection to the controller."""
 
-    def __init__(self, dpid: int, ports: Iterable[int]) -> None:
+    def __init__(self, dpid: int, ports: Iterable[int], meters: Meters = Meters.NONE) -> None:
         self.dpid = dpid
         self.ports = sorted(ports)
+        self.meters = meters
+        self.meter_table: dict[int, tuple[int, bytes]] = {}  # meter id -> (flags, bands) as the controller sent them
+        self.errors_sent: collections.Counter[str] = collections.Counter()
         self.counts: collections.Counter[str] = collections.Counter()
         self.on_packet_out: PacketOutHook | None = None
         self.on_flow_mod: FlowModHook | None = None
@@ -189,6 +216,11 @@ class EmuSwitch(asyncio.Protocol):
             self._out.append(data)
         elif self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+
+    def stop_reading(self) -> None:
+        """Read nothing more: what the controller sends piles up until its writes block."""
+        if self.transport is not None:
+            self.transport.pause_reading()
 
     def send_packet_in(self, in_port: int, frame: bytes) -> None:
         self.send(packet_in(in_port, frame))
@@ -268,6 +300,26 @@ class EmuSwitch(asyncio.Protocol):
             self.send(message(OFPT.GET_CONFIG_REPLY, struct.pack("!HH", 0, 0xFFFF), xid))
         elif msg_type == OFPT.ROLE_REQUEST:
             self.send(message(OFPT.ROLE_REPLY, msg[8:], xid))
+        elif msg_type == OFPT.METER_MOD:
+            self._meter_mod(msg, xid)
+
+    def _error(self, error_type: int, code: int, msg: bytes, xid: int, name: str) -> None:
+        self.errors_sent[name] += 1
+        self.send(message(OFPT.ERROR, _ERROR.pack(error_type, code) + msg[:64], xid))
+
+    def _meter_mod(self, msg: bytes, xid: int) -> None:
+        command, flags, meter_id = _METER_MOD.unpack_from(msg, HEADER.size)
+        if self.meters is Meters.NONE:
+            self._error(OFPET_METER_MOD_FAILED, OFPMMFC_UNKNOWN_METER, msg, xid, "METER_MOD_FAILED")
+        elif command == OFPMC_DELETE:
+            if meter_id == OFPM_ALL:
+                self.meter_table.clear()
+            else:
+                self.meter_table.pop(meter_id, None)
+        elif self.meters is Meters.KBPS_ONLY and flags & OFPMF_PKTPS:
+            self._error(OFPET_METER_MOD_FAILED, OFPMMFC_BAD_FLAGS, msg, xid, "METER_MOD_FAILED")
+        elif command in (OFPMC_ADD, OFPMC_MODIFY):
+            self.meter_table[meter_id] = (flags, msg[HEADER.size + _METER_MOD.size:])
 
     def _multipart(self, msg: bytes, xid: int) -> None:
         mp_type, _ = _MULTIPART.unpack_from(msg, HEADER.size)
@@ -279,7 +331,17 @@ class EmuSwitch(asyncio.Protocol):
                 self.send(message(OFPT.MULTIPART_REPLY, _MULTIPART.pack(mp_type, flags) + b"".join(chunk), xid))
             self.described.set()
         elif mp_type == OFPMP_METER_FEATURES:
-            body = _METER_FEATURES.pack(0, 0, 0, 0, 0)  # no meters
+            if self.meters is Meters.NONE:
+                body = _METER_FEATURES.pack(0, 0, 0, 0, 0)
+            else:
+                rates = OFPMF_PKTPS | OFPMF_KBPS if self.meters is Meters.PKTPS else OFPMF_KBPS
+                body = _METER_FEATURES.pack(MAX_METERS, 1 << OFPMBT_DROP, rates | OFPMF_BURST | OFPMF_STATS, 1, 0)
+            self.send(message(OFPT.MULTIPART_REPLY, _MULTIPART.pack(mp_type, 0) + body, xid))
+        elif mp_type in (OFPMP_FLOW, OFPMP_GROUP_DESC):
+            self.send(message(OFPT.MULTIPART_REPLY, _MULTIPART.pack(mp_type, 0), xid))  # holds none
+        elif mp_type == OFPMP_METER_CONFIG:
+            body = b"".join(_METER_CONFIG.pack(_METER_CONFIG.size + len(bands), flags, meter_id) + bands
+                            for meter_id, (flags, bands) in sorted(self.meter_table.items()))
             self.send(message(OFPT.MULTIPART_REPLY, _MULTIPART.pack(mp_type, 0) + body, xid))
         elif mp_type == OFPMP_DESC:
             texts = (b"ryu_lag benchmarks", b"emulated switch", b"ofswitch_emu", b"0", b"emulated")
@@ -287,14 +349,26 @@ class EmuSwitch(asyncio.Protocol):
             body = b"".join(t.ljust(n, b"\0") for t, n in zip(texts, sizes))
             self.send(message(OFPT.MULTIPART_REPLY, _MULTIPART.pack(mp_type, 0) + body, xid))
         else:
-            error = _ERROR.pack(OFPET_BAD_REQUEST, OFPBRC_BAD_MULTIPART) + msg[:64]
-            self.send(message(OFPT.ERROR, error, xid))
+            self._error(OFPET_BAD_REQUEST, OFPBRC_BAD_MULTIPART, msg, xid, "BAD_MULTIPART")
 
 
-async def connect(dpid: int, ports: Iterable[int], of_port: int) -> EmuSwitch:
-    """Connect one emulated switch to the controller on loopback; returns once the connection is up."""
-    switch = EmuSwitch(dpid, ports)
-    await asyncio.get_running_loop().create_connection(lambda: switch, "127.0.0.1", of_port)
+async def connect(dpid: int, ports: Iterable[int], of_port: int, meters: Meters = Meters.NONE,
+                  receive_buffer: int | None = None) -> EmuSwitch:
+    """Connect one emulated switch to the controller on loopback; returns once the connection is up.
+
+    ``receive_buffer``: the socket's SO_RCVBUF (a small one makes ``stop_reading`` bite soon).
+    """
+    switch = EmuSwitch(dpid, ports, meters)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if receive_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", of_port))
+    except BaseException:
+        sock.close()
+        raise
+    await asyncio.get_running_loop().create_connection(lambda: switch, sock=sock)
     return switch
 
 

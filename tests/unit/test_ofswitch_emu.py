@@ -90,9 +90,51 @@ def test_hello_then_the_set_up_replies_parse_with_ryu():
     (barrier,) = exchange(sw, transport, parser.OFPBarrierRequest(DATAPATH))
     assert isinstance(barrier, parser.OFPBarrierReply) and barrier.xid == 77
 
-    (error,) = exchange(sw, transport, parser.OFPFlowStatsRequest(DATAPATH))
+    (error,) = exchange(sw, transport, parser.OFPQueueStatsRequest(DATAPATH))
     assert isinstance(error, parser.OFPErrorMsg)
     assert (error.type, error.code) == (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_MULTIPART)
+
+
+def test_it_answers_a_resuming_controller_s_reads():
+    """Flow stats and group descriptions (it holds none) and meter configs (what it was given) parse with Ryu."""
+    sw = emu.EmuSwitch(DPID, [1, 2], emu.Meters.PKTPS)
+    transport = FakeTransport()
+    sw.connection_made(transport)  # type: ignore[arg-type]
+    (flows,) = exchange(sw, transport, parser.OFPFlowStatsRequest(DATAPATH, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
+                                                                  ofp.OFPG_ANY, 1, 1, parser.OFPMatch()))
+    assert isinstance(flows, parser.OFPFlowStatsReply) and (flows.xid, flows.body) == (77, [])
+    (groups,) = exchange(sw, transport, parser.OFPGroupDescStatsRequest(DATAPATH, 0))
+    assert isinstance(groups, parser.OFPGroupDescStatsReply) and groups.body == []
+
+    band = [parser.OFPMeterBandDrop(rate=20, burst_size=20)]
+    flags = ofp.OFPMF_PKTPS | ofp.OFPMF_BURST
+    for command, meter_id, rate in ((ofp.OFPMC_ADD, 0x4C410001, 20), (ofp.OFPMC_ADD, 0x4C420003, 100),
+                                    (ofp.OFPMC_MODIFY, 0x4C410001, 30), (ofp.OFPMC_DELETE, 0x4C420003, 0)):
+        band = [parser.OFPMeterBandDrop(rate=rate, burst_size=rate)] if rate else []
+        assert exchange(sw, transport, parser.OFPMeterMod(DATAPATH, command, flags, meter_id, band)) == []
+    (meters,) = exchange(sw, transport, parser.OFPMeterConfigStatsRequest(DATAPATH, 0, ofp.OFPM_ALL))
+    assert isinstance(meters, parser.OFPMeterConfigStatsReply)
+    (meter,) = meters.body
+    assert (meter.meter_id, meter.flags) == (0x4C410001, flags)
+    assert [(b.type, b.rate, b.burst_size) for b in meter.bands] == [(ofp.OFPMBT_DROP, 30, 30)]
+
+
+def test_meter_features_as_chosen_and_a_kbps_only_switch_refuses_packet_meters():
+    both = ofp.OFPMF_PKTPS | ofp.OFPMF_KBPS
+    for meters, capabilities in ((emu.Meters.PKTPS, both), (emu.Meters.KBPS_ONLY, ofp.OFPMF_KBPS)):
+        sw = emu.EmuSwitch(DPID, [1], meters)
+        transport = FakeTransport()
+        sw.connection_made(transport)  # type: ignore[arg-type]
+        (reply,) = exchange(sw, transport, parser.OFPMeterFeaturesStatsRequest(DATAPATH, 0))
+        (features,) = reply.body
+        assert features.max_meter > 0 and features.band_types == 1 << ofp.OFPMBT_DROP
+        assert features.capabilities & both == capabilities
+    band = [parser.OFPMeterBandDrop(rate=20, burst_size=20)]
+    (error,) = exchange(sw, transport, parser.OFPMeterMod(DATAPATH, ofp.OFPMC_ADD, ofp.OFPMF_PKTPS, 5, band))
+    assert isinstance(error, parser.OFPErrorMsg)
+    assert (error.type, error.code) == (ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_BAD_FLAGS)
+    assert exchange(sw, transport, parser.OFPMeterMod(DATAPATH, ofp.OFPMC_ADD, ofp.OFPMF_KBPS, 5, band)) == []
+    assert sw.meter_table.keys() == {5}
 
 
 def test_many_ports_come_in_several_multipart_replies():
