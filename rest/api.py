@@ -46,7 +46,7 @@ from ryu_lag.switching import bond_logical  # noqa: E402
 
 LOG = logging.getLogger("ryu_lag.rest")
 
-MAX_BODY = 64 * 1024
+MAX_BODY = server.MAX_BODY
 RESERVED_NAMES = frozenset({"macs"})  # path segments beside /lag/{dpid}/{bond}
 BOND_PATTERN = r"(?!macs$)[^/]+"  # any segment but "macs"; the handler validates the name
 DPID = {"dpid": DPID_PATTERN}
