@@ -226,3 +226,24 @@ def test_memory_stores_take_no_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     first.close()
     second.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_schema_2_file_gets_switch_revisions_and_keeps_everything(path: str) -> None:
+    store = BondStore(path)
+    store.put(bond(2**64 - 1))
+    store.put_sessions([(2**64 - 1, "bond0", {"n": 1})])
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE switches")  # what a schema 2 file holds
+    conn.execute("PRAGMA user_version=2")
+    conn.commit()
+    conn.close()
+    store = BondStore(path)
+    try:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        snapshot = store.load()
+        assert [c.dpid for c in snapshot.bonds] == [2**64 - 1] and snapshot.sessions == {(2**64 - 1, "bond0"): {"n": 1}}
+        assert snapshot.switch_revision(2**64 - 1) == 0
+        assert store.put_bond(bond(2**64 - 1, "bond1", (3,), key=2), expect=0) == 1
+    finally:
+        store.close()
