@@ -32,8 +32,11 @@ _INSTRUCTION_HEADER = struct.Struct("!HH4x")  # apply-actions: type, len, pad
 _INSTRUCTION_GOTO = struct.Struct("!HHB3x")
 _INSTRUCTION_WRITE_METADATA = struct.Struct("!HH4xQQ")
 _INSTRUCTION_METER = struct.Struct("!HHI")
+_ROLE_REQUEST = struct.Struct("!I4xQ")  # role, pad, generation_id
+_ASYNC_CONFIG = struct.Struct("!6I")  # packet-in, port-status, flow-removed masks: (master/equal, slave) each
 
 OFPT_PACKET_OUT, OFPT_FLOW_MOD, OFPT_GROUP_MOD, OFPT_METER_MOD = 13, 14, 15, 29
+OFPT_ROLE_REQUEST, OFPT_SET_ASYNC = 24, 28
 _OFPMT_OXM = 1
 _OFPAT_OUTPUT, _OFPAT_GROUP = 0, 22
 _OFPIT_GOTO_TABLE, _OFPIT_WRITE_METADATA, _OFPIT_APPLY_ACTIONS, _OFPIT_METER = 1, 2, 4, 6
@@ -171,7 +174,15 @@ def _packet_out(msg: of.PacketOut) -> bytes:
     return _PACKET_OUT.pack(OFP_NO_BUFFER, of.OFPP_CONTROLLER, len(actions)) + actions + msg.data
 
 
-def encode(msg: of.Message, xid: int = 0) -> bytes:
+def _role_request(msg: of.RoleRequest) -> bytes:
+    return _ROLE_REQUEST.pack(int(msg.role), msg.generation_id)
+
+
+def _set_async(msg: of.SetAsync) -> bytes:
+    return _ASYNC_CONFIG.pack(*msg.packet_in_mask, *msg.port_status_mask, *msg.flow_removed_mask)
+
+
+def encode(msg: of.Message | of.ControlMessage, xid: int = 0) -> bytes:
     """One message as OpenFlow 1.3 bytes, header included."""
     if isinstance(msg, of.FlowMod):
         return _message(OFPT_FLOW_MOD, _flow_mod(msg), xid)
@@ -181,10 +192,14 @@ def encode(msg: of.Message, xid: int = 0) -> bytes:
         return _message(OFPT_GROUP_MOD, _group_mod(msg), xid)
     if isinstance(msg, of.MeterMod):
         return _message(OFPT_METER_MOD, _meter_mod(msg), xid)
+    if isinstance(msg, of.RoleRequest):
+        return _message(OFPT_ROLE_REQUEST, _role_request(msg), xid)
+    if isinstance(msg, of.SetAsync):
+        return _message(OFPT_SET_ASYNC, _set_async(msg), xid)
     raise TypeError(f"not an OpenFlow message value: {msg!r}")
 
 
-def encode_all(msgs: Iterable[of.Message], first_xid: int) -> tuple[bytes, int]:
+def encode_all(msgs: Iterable[of.Message | of.ControlMessage], first_xid: int) -> tuple[bytes, int]:
     """Messages as one buffer, with xids counting up from ``first_xid``; returns (bytes, next xid)."""
     xid = first_xid
     parts = []

@@ -8,6 +8,7 @@ table. Nothing here imports Ryu.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # Reserved port numbers (OpenFlow 1.3).
@@ -150,6 +151,78 @@ class PacketOut:
 
 
 Message = FlowMod | GroupMod | MeterMod | PacketOut
+
+
+class Role(enum.IntEnum):
+    """A controller's role on a switch (``ofp_controller_role``; the values are the wire's)."""
+
+    NOCHANGE = 0  # ask for the current role without changing it
+    EQUAL = 1  # full access, like every other EQUAL controller (a connection's first role)
+    MASTER = 2  # full access; the switch makes every other master a slave
+    SLAVE = 3  # read-only: writes are refused with IS_SLAVE; asynchronous messages per its SET_ASYNC masks
+
+
+@dataclass(frozen=True)
+class RoleRequest:
+    """Ask the switch for ``role``. For MASTER and SLAVE the switch refuses (ROLE_REQUEST_FAILED,
+    STALE) a ``generation_id`` older than the newest it has seen (compared as a wrapping 64-bit
+    distance); EQUAL and NOCHANGE ignore it."""
+
+    role: Role
+    generation_id: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.generation_id < 1 << 64:
+            raise ValueError(f"generation_id {self.generation_id} is not an unsigned 64-bit number")
+
+
+class PacketInReason(enum.IntEnum):
+    NO_MATCH = 0  # a table-miss flow's output to the controller (OpenFlow 1.3: priority 0, empty match)
+    ACTION = 1  # any other flow's output to the controller: LACPDU and learning punts
+    INVALID_TTL = 2
+
+
+class PortReason(enum.IntEnum):
+    ADD = 0
+    DELETE = 1
+    MODIFY = 2
+
+
+class FlowRemovedReason(enum.IntEnum):
+    IDLE_TIMEOUT = 0
+    HARD_TIMEOUT = 1
+    DELETE = 2
+    GROUP_DELETE = 3
+
+
+def reasons_mask(reasons: Iterable[int]) -> int:
+    """The asynchronous-message mask with one bit (``1 << reason``) per reason."""
+    mask = 0
+    for reason in reasons:
+        mask |= 1 << int(reason)
+    return mask
+
+
+@dataclass(frozen=True)
+class SetAsync:
+    """Which asynchronous messages this connection receives: each pair is (mask while MASTER or
+    EQUAL, mask while SLAVE), a mask having bit ``1 << reason`` per reason wanted (see
+    ``reasons_mask``). The switch keeps both halves for the connection and picks by its role
+    at the moment it sends, so one SET_ASYNC at connect covers every later role change."""
+
+    packet_in_mask: tuple[int, int]
+    port_status_mask: tuple[int, int]
+    flow_removed_mask: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        for name in ("packet_in_mask", "port_status_mask", "flow_removed_mask"):
+            pair = getattr(self, name)
+            if len(pair) != 2 or not all(0 <= mask < 1 << 32 for mask in pair):
+                raise ValueError(f"{name} {pair!r} is not two unsigned 32-bit masks (master/equal, slave)")
+
+
+ControlMessage = RoleRequest | SetAsync
+"""Messages about the connection itself, not the switch's tables (``ofp_wire`` encodes both kinds)."""
 
 
 @dataclass(frozen=True)
