@@ -16,6 +16,7 @@ from rest.views import known_dpids, selection
 from ryu_lag.config import format_dpid
 from ryu_lag.lacp import MuxState
 from ryu_lag.service import LagService
+from ryu_lag.switching import LEARN_DROP_REASONS
 
 SELECTIONS = ("selected", "unselected", "standby")
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
@@ -54,12 +55,28 @@ class LacpCollector(Collector):
         tx = counter("lacpdus_sent", "LACPDUs sent")
         bad = counter("bad_lacpdus_received", "malformed LACPDUs received")
         expired = counter("expirations", "times the partner's information expired")
+        macs = gauge("learned_macs", "MAC addresses learned on the switch now", ["dpid"])
+        paused = gauge("learning_paused", "1 while learning is paused because the switch's MAC table is full", ["dpid"])
+        learn_dropped = CounterMetricFamily(
+            "ryu_lag_learn_dropped", "sources not learned since the switch connected, by reason "
+            "(table_full: the MAC table was full; queue_full: the controller's learning queue was full)",
+            labels=["dpid", "reason"])
+        pdus_dropped = CounterMetricFamily(
+            "ryu_lag_lacpdu_out_dropped", "LACPDU packet-outs dropped since the switch connected because the "
+            "switch did not read them", labels=["dpid"])
 
         connections.add_metric([], len(self.service.switches))
         for dpid in known_dpids(self.service):
             dpid_s = format_dpid(dpid)
             runtime = self.service.switches.get(dpid)
             connected.add_metric([dpid_s], 1 if runtime is not None else 0)
+            if runtime is not None:
+                learner = runtime.switch
+                macs.add_metric([dpid_s], learner.mac_count())
+                paused.add_metric([dpid_s], 0 if learner.learning else 1)
+                for reason in LEARN_DROP_REASONS:
+                    learn_dropped.add_metric([dpid_s, reason], learner.learn_dropped[reason])
+                pdus_dropped.add_metric([dpid_s], learner.packet_outs_dropped)
             for name, config in self.service.configs.get(dpid, {}).items():
                 bond = runtime.bonds.get(name) if runtime is not None else None
                 engine = bond.engine if bond is not None else None
@@ -85,7 +102,7 @@ class LacpCollector(Collector):
                     bad.add_metric(labels, member.counters.bad_rx)
                     expired.add_metric(labels, member.counters.expirations)
         yield from (connected, connections, bond_up, bond_members, distributing, link, mux, selected, enabled,
-                    timeout, actor, partner, rx, tx, bad, expired)
+                    timeout, actor, partner, rx, tx, bad, expired, macs, paused, learn_dropped, pdus_dropped)
 
 
 class RestMetrics:

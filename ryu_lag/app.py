@@ -4,20 +4,37 @@ Every handler finds the switch, calls the service with the current time, and
 sends what comes back; ``execute`` is the one place that talks to switches.
 The LACP clock ticks from one green thread. Nothing here decides anything.
 
-A switch that connects is asked whether it has meters, then for our flows, its
+A switch that connects is asked whether it has meters that count packets a
+second (the only kind ryu_lag's punt meters are), then for our flows, its
 groups and its meters; the service resumes it from the answers. SIGTERM and
 SIGINT stop the controller as planned: the switches are left forwarding, every
 distributing member gets one last LACPDU, the LACP sessions are saved, and the
 process exits within ``STOP_DEADLINE`` seconds whatever else is going on.
+
+Two rules keep LACP timely under load:
+
+- A LACPDU packet-in is handled at once in the packet-in handler; any other
+  packet-in (learning) goes to a bounded queue that its own green thread works
+  off ``LEARN_BUDGET`` at a time, yielding between rounds. A full queue drops
+  the newest and counts it (``learn_dropped[QUEUE_FULL]`` of the switch).
+- Nothing here blocks on one switch: every switch has an ``_Outbox`` drained by
+  its own green thread (Ryu's ``Datapath.send`` blocks once 16 writes wait).
+  A switch that stops reading loses its oldest LACPDU packet-outs past
+  ``OUTBOX_MAX_PDUS`` (counted); flow, group and meter mods are never dropped:
+  a switch that has not taken a write for ``OUTBOX_STUCK_TIMEOUT`` seconds, or
+  has more than ``OUTBOX_MAX_BYTES`` waiting, is disconnected, and resumed
+  when it connects again.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import gc
 import logging
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from types import FrameType
@@ -32,14 +49,15 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
 from rest.api import install as install_rest_api
-from ryu_lag import options
+from ryu_lag import ofp_wire, options
 from ryu_lag.config import BondConfig
+from ryu_lag.lacp.pdu import ETH_TYPE_SLOW, SLOW_PROTOCOLS_MAC, mac_to_bytes
 from ryu_lag.ofp_read import flows_from_stats, groups_from_desc, meters_from_config
-from ryu_lag.ofp_ryu import port_up, send
-from ryu_lag.openflow import OFPP_LOCAL, ObservedSwitch, Table
+from ryu_lag.ofp_ryu import port_up
+from ryu_lag.openflow import OFPP_LOCAL, Message, ObservedSwitch, PacketOut, Table
 from ryu_lag.service import Effects, LagService, PortDesc
 from ryu_lag.store import BondStore, StoreError
-from ryu_lag.switching import COOKIE, COOKIE_MASK
+from ryu_lag.switching import COOKIE, COOKIE_MASK, QUEUE_FULL
 
 LOG = logging.getLogger("ryu_lag")
 
@@ -49,6 +67,98 @@ STOP_DEADLINE = 1.8
 """Seconds from SIGTERM/SIGINT to the process's exit, at the latest."""
 _DRAIN_POLL = 0.01
 """Seconds between looks at the switches' send queues during a planned stop."""
+LEARN_QUEUE_MAX = 1024
+"""Learning packet-ins waiting at most (all switches); past it the newest are dropped and counted."""
+LEARN_BUDGET = 64
+"""Learning packet-ins handled in one go before the learning thread lets LACP and the rest run."""
+LEARN_DROP_LOG_INTERVAL = 60.0
+"""Seconds between log lines about sources not learned (never one per frame)."""
+OUTBOX_MAX_PDUS = 64
+"""LACPDU packet-outs waiting for one switch at most; past it the oldest are dropped and counted."""
+OUTBOX_MAX_BYTES = 16 << 20
+"""Bytes of flow, group and meter mods waiting for one switch at most; past it the switch is disconnected."""
+OUTBOX_STUCK_TIMEOUT = 10.0
+"""Seconds a switch may take no write while writes wait for it; then it is disconnected."""
+
+
+_SLOW_HEADER = (mac_to_bytes(SLOW_PROTOCOLS_MAC), ETH_TYPE_SLOW.to_bytes(2, "big"))
+
+
+def is_lacpdu(frame: bytes) -> bool:
+    """Whether a frame is addressed to the Slow Protocols group with the Slow Protocols ethertype."""
+    return frame[0:6] == _SLOW_HEADER[0] and frame[12:14] == _SLOW_HEADER[1]
+
+
+def meters_count_packets(features: Any) -> bool:
+    """Whether a meter features reply (one body entry) offers what our punt meters need:
+    meters, rates in packets a second, and a drop band."""
+    ofp = ofproto_v1_3
+    return (features.max_meter > 0 and bool(features.capabilities & ofp.OFPMF_PKTPS)
+            and bool(features.band_types & (1 << ofp.OFPMBT_DROP)))
+
+
+class _Outbox:
+    """Writes waiting for one switch, in order, drained by their own green thread.
+
+    Each item is one buffer of encoded messages, marked when it holds only LACPDU packet-outs
+    (those may be dropped, oldest first, when the switch does not read).
+    """
+
+    def __init__(self, datapath: Any, on_drop: Callable[[], None]) -> None:
+        self.datapath = datapath
+        self.on_drop = on_drop
+        self.items: collections.deque[tuple[bool, bytes]] = collections.deque()
+        self.pdus = 0  # items that are LACPDU packet-outs only
+        self.mod_bytes = 0
+        self.writing_since: float | None = None  # when the write in progress started (it blocks while the switch reads nothing)
+        self.closed = False
+        self._wake = hub.Event()
+        self.thread = hub.spawn(self._drain)
+
+    def put(self, pdus_only: bool, buf: bytes) -> None:
+        self.items.append((pdus_only, buf))
+        if pdus_only:
+            self.pdus += 1
+            if self.pdus > OUTBOX_MAX_PDUS:
+                oldest = next(i for i, (p, _) in enumerate(self.items) if p)
+                del self.items[oldest]
+                self.pdus -= 1
+                self.on_drop()
+        else:
+            self.mod_bytes += len(buf)
+        self._wake.set()
+
+    def stuck(self, now: float) -> str | None:
+        """Why the switch should be disconnected, or None."""
+        if self.mod_bytes > OUTBOX_MAX_BYTES:
+            return f"{self.mod_bytes} bytes of flow, group and meter mods wait for it"
+        if self.writing_since is not None and now - self.writing_since > OUTBOX_STUCK_TIMEOUT:
+            return f"it has taken no write for {now - self.writing_since:.0f} s"
+        return None
+
+    def empty(self) -> bool:
+        return not self.items and self.writing_since is None
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+
+    def _drain(self) -> None:
+        while not self.closed:
+            if not self.items:
+                self._wake.clear()
+                self._wake.wait()
+                continue
+            pdus_only, buf = self.items.popleft()
+            if pdus_only:
+                self.pdus -= 1
+            else:
+                self.mod_bytes -= len(buf)
+            self.writing_since = time.monotonic()
+            try:
+                self.datapath.send(buf)
+            finally:
+                self.writing_since = None
 
 
 def _guarded(handler: Callable[..., None]) -> Callable[..., None]:
@@ -95,8 +205,13 @@ class LagApp(app_manager.RyuApp):
         except StoreError as exc:
             LOG.critical("ryu_lag cannot start: %s", exc)
             raise SystemExit(2) from exc
-        self.service = LagService(store, mac_age=CONF.lag_mac_age, lacp_meter_pps=CONF.lag_lacp_meter_pps)
+        self.service = LagService(store, mac_age=CONF.lag_mac_age, lacp_meter_pps=CONF.lag_lacp_meter_pps,
+                                  learn_meter_pps=CONF.lag_learn_meter_pps, max_macs=CONF.lag_max_macs)
         self.datapaths: dict[int, Any] = {}
+        self.outboxes: dict[int, _Outbox] = {}
+        self._learn_queue: collections.deque[tuple[Any, int, bytes]] = collections.deque()
+        self._learn_wake = hub.Event()
+        self._learn_drops_logged: dict[int, tuple[float, int]] = {}  # dpid -> (when, total then)
         self._handshakes: dict[int, _Handshake] = {}
         self._stopping = False
         install_rest_api(kwargs["wsgi"], self)
@@ -105,6 +220,7 @@ class LagApp(app_manager.RyuApp):
     def start(self) -> Any:
         thread = super().start()
         self.threads.append(hub.spawn(self._ticker))
+        self.threads.append(hub.spawn(self._learner))
         # What is loaded by now (Ryu, its libraries, every app) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise stop every switch and
         # REST client for ~80 ms every few seconds under load.
@@ -128,7 +244,10 @@ class LagApp(app_manager.RyuApp):
         self.execute(self.service.farewell())
         self.execute(self.service.save_sessions(time.monotonic(), everything=True))
         deadline = time.monotonic() + STOP_DEADLINE / 2
-        while time.monotonic() < deadline and any(dp.send_q and not dp.send_q.empty() for dp in self.datapaths.values()):
+        while time.monotonic() < deadline and (
+            any(not box.empty() for box in self.outboxes.values())
+            or any(dp.send_q and not dp.send_q.empty() for dp in self.datapaths.values())
+        ):
             hub.sleep(_DRAIN_POLL)
         hub.sleep(_DRAIN_POLL)  # the send loops write what they took last
         logging.shutdown()
@@ -136,11 +255,17 @@ class LagApp(app_manager.RyuApp):
 
     # ---- the one place that sends ------------------------------------------
     def execute(self, effects: Effects) -> None:
-        """Send the service's messages to their switches, one write per switch."""
+        """Queue the service's messages for their switches: per switch, in order, one write per run
+        of LACPDU packet-outs or of other messages. Never blocks."""
         for dpid, msgs in effects.by_switch().items():
-            datapath = self.datapaths.get(dpid)
-            if datapath is not None:
-                send(datapath, msgs)
+            datapath, outbox = self.datapaths.get(dpid), self.outboxes.get(dpid)
+            if datapath is None or outbox is None:
+                continue
+            for pdus_only, run in _runs(msgs):
+                buf, next_xid = ofp_wire.encode_all(run, (datapath.xid + 1) & ofproto_v1_3.MAX_XID)
+                if buf:
+                    datapath.xid = (next_xid - 1) & ofproto_v1_3.MAX_XID
+                    outbox.put(pdus_only, buf)
         for error in effects.errors:
             LOG.error("%s", error)
         for event in effects.member_events:
@@ -173,8 +298,71 @@ class LagApp(app_manager.RyuApp):
                 now = time.monotonic()
                 self.execute(self.service.tick(now))
                 self.execute(self.service.save_sessions(now))
+                self._check_outboxes(now)
+                self._log_learn_drops(now)
             except Exception:  # noqa: BLE001 - keep ticking whatever happens
                 LOG.exception("error in LACP tick")
+
+    def _check_outboxes(self, now: float) -> None:
+        """Disconnect a switch that takes no writes (it is resumed when it connects again)."""
+        for dpid, outbox in list(self.outboxes.items()):
+            reason = outbox.stuck(now)
+            if reason is not None:
+                LOG.warning("switch %016x disconnected: %s", dpid, reason)
+                self._drop_switch(dpid)
+                try:
+                    outbox.datapath.socket.shutdown(socket.SHUT_RDWR)  # also ends a write blocked on it
+                except OSError:
+                    pass
+
+    def _count_pdu_drop(self, dpid: int) -> None:
+        runtime = self.service.switches.get(dpid)
+        if runtime is not None:
+            runtime.switch.packet_outs_dropped += 1
+
+    def _drop_switch(self, dpid: int) -> None:
+        """Forget a switch's connection; its bonds' sessions are kept for the reconnect."""
+        del self.datapaths[dpid]
+        self.outboxes.pop(dpid).close()
+        self.execute(self.service.switch_disconnected(dpid))
+
+    def _log_learn_drops(self, now: float) -> None:
+        """One line a minute per switch while sources go unlearned."""
+        for dpid, runtime in self.service.switches.items():
+            total = sum(runtime.switch.learn_dropped.values())
+            when, logged = self._learn_drops_logged.get(dpid, (-LEARN_DROP_LOG_INTERVAL, 0))
+            if total > logged and now - when >= LEARN_DROP_LOG_INTERVAL:
+                self._learn_drops_logged[dpid] = (now, total)
+                LOG.warning("switch %016x: %d sources not learned since the last report (%s); %d MACs learned, "
+                            "learning %s", dpid, total - logged,
+                            ", ".join(f"{k} {v}" for k, v in sorted(runtime.switch.learn_dropped.items())),
+                            runtime.switch.mac_count(), "on" if runtime.switch.learning else "paused (table full)")
+
+    # ---- learning, behind LACP ---------------------------------------------------
+    def _learner(self) -> None:
+        """Work off the learning queue, LEARN_BUDGET packet-ins at a time, yielding in between."""
+        while self.is_active:
+            if not self._learn_queue:
+                self._learn_wake.clear()
+                self._learn_wake.wait()
+                continue
+            self.learn_some()
+            hub.sleep(0)
+
+    def learn_some(self) -> int:
+        """Learn from at most LEARN_BUDGET queued packet-ins (oldest first); returns how many were taken."""
+        queue = self._learn_queue
+        now = time.monotonic()
+        taken = min(LEARN_BUDGET, len(queue))
+        for _ in range(taken):
+            datapath, in_port, data = queue.popleft()
+            if self.datapaths.get(datapath.id) is not datapath:
+                continue  # disconnected since
+            try:
+                self.execute(self.service.packet_in(datapath.id, in_port, data, now))
+            except Exception:  # noqa: BLE001 - one bad frame must not stop learning
+                LOG.exception("error learning from a packet-in")
+        return taken
 
     # ---- OpenFlow events ---------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -206,9 +394,8 @@ class LagApp(app_manager.RyuApp):
             datapath.send_msg(request)
             hub.spawn(self._handshake_timeout, handshake)
         elif self.datapaths.get(datapath.id) is datapath:
-            del self.datapaths[datapath.id]
             LOG.info("switch %016x disconnected", datapath.id)
-            self.execute(self.service.switch_disconnected(datapath.id))
+            self._drop_switch(datapath.id)
 
     def _handshake_timeout(self, handshake: _Handshake) -> None:
         """Set the switch up from scratch if it does not say what it has in time."""
@@ -255,7 +442,12 @@ class LagApp(app_manager.RyuApp):
     def _meter_features(self, ev: Any) -> None:
         handshake = self._handshakes.get(ev.msg.datapath.id)
         if handshake is not None and handshake.meter_xid == ev.msg.xid:
-            self._read_tables(handshake, any(f.max_meter > 0 for f in ev.msg.body))
+            meters = any(f.max_meter > 0 for f in ev.msg.body)
+            usable = any(meters_count_packets(f) for f in ev.msg.body)
+            if meters and not usable:
+                LOG.warning("switch %016x: its meters do not count packets a second with a drop band: "
+                            "LACP and learning punts go unmetered", handshake.datapath.id)
+            self._read_tables(handshake, usable)
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     @_guarded
@@ -294,7 +486,11 @@ class LagApp(app_manager.RyuApp):
         datapath = handshake.datapath
         if self._handshakes.pop(datapath.id, None) is not handshake:
             return
+        old = self.outboxes.pop(datapath.id, None)
+        if old is not None:
+            old.close()
         self.datapaths[datapath.id] = datapath
+        self.outboxes[datapath.id] = _Outbox(datapath, functools.partial(self._count_pdu_drop, datapath.id))
         ports = [port_desc(p) for no, p in datapath.ports.items() if no <= datapath.ofproto.OFPP_MAX]
         local = datapath.ports.get(OFPP_LOCAL)
         observed = None
@@ -335,7 +531,16 @@ class LagApp(app_manager.RyuApp):
         datapath = msg.datapath
         if datapath.id not in self.datapaths:
             return
-        self.execute(self.service.packet_in(datapath.id, msg.match["in_port"], bytes(msg.data), time.monotonic()))
+        data = bytes(msg.data)
+        if is_lacpdu(data):
+            self.execute(self.service.packet_in(datapath.id, msg.match["in_port"], data, time.monotonic()))
+        elif len(self._learn_queue) < LEARN_QUEUE_MAX:
+            self._learn_queue.append((datapath, msg.match["in_port"], data))
+            self._learn_wake.set()
+        else:
+            runtime = self.service.switches.get(datapath.id)
+            if runtime is not None:
+                runtime.switch.learn_dropped[QUEUE_FULL] += 1
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     @_guarded
@@ -346,3 +551,15 @@ class LagApp(app_manager.RyuApp):
         match = msg.match
         if "metadata" in match and "eth_src" in match:
             self.execute(self.service.flow_removed(msg.datapath.id, match["metadata"], match["eth_src"]))
+
+
+def _runs(msgs: list[Message]) -> list[tuple[bool, list[Message]]]:
+    """``msgs`` cut into runs, in order: (True, LACPDU packet-outs) or (False, anything else)."""
+    runs: list[tuple[bool, list[Message]]] = []
+    for msg in msgs:
+        pdu = isinstance(msg, PacketOut)
+        if runs and runs[-1][0] == pdu:
+            runs[-1][1].append(msg)
+        else:
+            runs.append((pdu, [msg]))
+    return runs

@@ -1,7 +1,8 @@
 """ryu_lag's options on Ryu's shared ``ryu.cfg.CONF``, read as ``CONF.lag_db`` and so on.
 
 On the command line they are ``--lag-db``, ``--lag-db-fsync``, ``--lag-api-token``, ``--lag-insecure``,
-``--lag-tick-interval``, ``--lag-mac-age`` and ``--lag-lacp-meter-pps``; in a ``--config-file``, ``lag_db = ...`` under
+``--lag-tick-interval``, ``--lag-mac-age``, ``--lag-lacp-meter-pps``, ``--lag-learn-meter-pps`` and
+``--lag-max-macs``; in a ``--config-file``, ``lag_db = ...`` under
 ``[DEFAULT]``. The API token falls back to the environment variable ``RYU_LAG_API_TOKEN``
 (:func:`api_token`), which keeps it off command lines that other users can see.
 """
@@ -14,7 +15,13 @@ from pathlib import Path
 from oslo_config import cfg
 from ryu.cfg import CONF
 
-from ryu_lag.switching import DEFAULT_LACP_METER_PPS, MIN_LACP_METER_PPS
+from ryu_lag.switching import (
+    DEFAULT_LACP_METER_PPS,
+    DEFAULT_LEARN_METER_PPS,
+    DEFAULT_MAX_MACS,
+    MIN_LACP_METER_PPS,
+    MIN_LEARN_METER_PPS,
+)
 
 DB_FILENAME = "ryu_lag.sqlite3"
 TOKEN_ENV = "RYU_LAG_API_TOKEN"
@@ -77,6 +84,23 @@ def _opts() -> list[cfg.Opt]:
             max=100_000,
             help=f"LACPDUs a second each bond member may send to the controller, where the switch has meters "
             f"({MIN_LACP_METER_PPS}..100000, default {DEFAULT_LACP_METER_PPS})",
+        ),
+        cfg.IntOpt(
+            "lag-learn-meter-pps",
+            default=DEFAULT_LEARN_METER_PPS,
+            min=MIN_LEARN_METER_PPS,
+            max=1_000_000,
+            help=f"frames from unknown source MACs a second each port or bond may send to the controller to be "
+            f"learned, where the switch has meters; beyond it such frames are dropped until their source is "
+            f"learned ({MIN_LEARN_METER_PPS}..1000000, default {DEFAULT_LEARN_METER_PPS})",
+        ),
+        cfg.IntOpt(
+            "lag-max-macs",
+            default=DEFAULT_MAX_MACS,
+            min=1,
+            max=10_000_000,
+            help=f"learned MAC addresses per switch; past it learning pauses and new sources are flooded "
+            f"(1..10000000, default {DEFAULT_MAX_MACS})",
         ),
     ]
 

@@ -42,7 +42,15 @@ from ryu_lag.lacp.pdu import (
 )
 from ryu_lag.openflow import Message, ObservedSwitch, PacketOut
 from ryu_lag.store import BondStore, StoreError
-from ryu_lag.switching import BOND_GROUP_MAX, BOND_GROUP_MIN, DEFAULT_LACP_METER_PPS, Bond, LagSwitch
+from ryu_lag.switching import (
+    BOND_GROUP_MAX,
+    BOND_GROUP_MIN,
+    DEFAULT_LACP_METER_PPS,
+    DEFAULT_LEARN_METER_PPS,
+    DEFAULT_MAX_MACS,
+    Bond,
+    LagSwitch,
+)
 
 
 class BondConflict(ConfigError):
@@ -166,10 +174,19 @@ def system_id_from_dpid(dpid: int) -> str:
 class LagService:
     """All switches and bonds of one controller."""
 
-    def __init__(self, store: BondStore, mac_age: int = 300, lacp_meter_pps: int = DEFAULT_LACP_METER_PPS) -> None:
+    def __init__(
+        self,
+        store: BondStore,
+        mac_age: int = 300,
+        lacp_meter_pps: int = DEFAULT_LACP_METER_PPS,
+        learn_meter_pps: int = DEFAULT_LEARN_METER_PPS,
+        max_macs: int = DEFAULT_MAX_MACS,
+    ) -> None:
         self.store = store
         self.mac_age = mac_age
         self.lacp_meter_pps = lacp_meter_pps
+        self.learn_meter_pps = learn_meter_pps
+        self.max_macs = max_macs
         self.configs: dict[int, dict[str, BondConfig]] = {}
         for config in store.load_all():
             self.configs.setdefault(config.dpid, {})[config.name] = config
@@ -320,7 +337,8 @@ class LagService:
             dpid=dpid,
             ports=physical,
             system=local_mac or system_id_from_dpid(dpid),
-            switch=LagSwitch(mac_age=self.mac_age, lacp_meter_pps=self.lacp_meter_pps),
+            switch=LagSwitch(mac_age=self.mac_age, lacp_meter_pps=self.lacp_meter_pps,
+                             learn_meter_pps=self.learn_meter_pps, max_macs=self.max_macs),
         )
         self.switches[dpid] = runtime
         resumed: list[tuple[BondRuntime, Update]] = []

@@ -9,7 +9,9 @@ pipeline (every flow carries a cookie selected by ``COOKIE_MASK``):
   dropped. Data from a collecting member or a plain port gets ``metadata = logical port``
   and goes on; anything else is dropped. A port removed from a live bond is *leaving*
   until ``release``: its LACPDUs still go to the controller, everything else is dropped.
-- ``ETH_SRC``: a known (logical port, source MAC) goes on; a miss also punts to learn.
+- ``ETH_SRC``: a known (logical port, source MAC) goes on; a miss of a logical port also
+  punts to learn, through that port's *learn meter* when the switch has meters (see below),
+  while learning is on; the table-miss only goes on.
 - ``ETH_DST``: a known destination goes to its port or its bond's SELECT group (never back
   into the bond it came from); otherwise the input logical port's flood flow sends the
   frame to a flood group.
@@ -28,6 +30,34 @@ any other id belongs to another application and is never touched:
 - ``flood_from(g) = g | 0x8000`` (ALL): chains ``FLOOD_PLAIN`` and every OTHER distributing
   bond's SELECT group; bond ``g`` floods through it.
 - Meter ``lacp_meter(port) = OUR_IDS | port``: the LACP punts of a member or leaving port.
+- Meter ``learn_meter(logical)``: the learning punts of a logical port, at ``learn_meter_pps``:
+  ``0x4C420000 | port`` for a plain port (ports above 0xFFFF punt unmetered), ``0x4C430000 |
+  (g & 0x7FFF)`` for bond ``g``. ``is_our_meter`` knows all three blocks (0x4C41..0x4C43xxxx).
+
+Learning under a flood of new source MACs. A meter's drop band drops the whole packet in
+the flow that names it, not only the copy to the controller, and OpenFlow 1.3 has no
+per-action meter: so a frame from an unknown source beyond its port's learn rate is
+*dropped*, not forwarded, until its source is learned. The designs considered:
+
+- one metered miss for every port (today's single flow, metered): one port's flood uses up
+  every port's share, and the drops hit every port's new hosts. Rejected.
+- a learn table after ETH_DST (forward first with apply-actions, then punt through the meter):
+  drops only the copy, but needs a fourth table and a metadata bit that every ETH_DST flow
+  (floods, hairpins) would have to match twice. Not taken now.
+- the metered miss *per logical port* (taken): a flood costs only its own port's unknown
+  sources; known sources are never metered (their ETH_SRC flow matches first), other ports
+  and bonds learn as before, and a host that is new on a quiet port loses nothing (the first
+  frame is punted within the rate and learned). Past the rate on the flooded port, frames of
+  new sources are dropped until learned: a legitimate new host on the flooded port competes
+  with the flood for the rate (each of its frames passes with odds rate/flood rate) and is
+  forwarded at line rate once one frame was let through and learned.
+
+Bounded table: at most ``max_macs`` learned MACs per switch. When a new source would pass
+it, learning pauses: every logical port's learn punt is deleted, so unknown sources go on
+unmetered and flood (forwarding stays correct, nothing is learned); the refused source is
+counted in ``learn_dropped[TABLE_FULL]``. Learning resumes once ageing or a flush brings
+the table back to ``LEARN_RESUME_FRACTION`` of ``max_macs``. MACs already learned move
+between ports as before.
 
 A switch that connects is resumed, not reset (``resume``): the model is set to the desired
 state at once, learned MACs come back from the learned flows the switch still has, and
@@ -51,6 +81,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
 from collections.abc import Iterable
@@ -103,6 +134,23 @@ MIN_LACP_METER_PPS = 3
 """The lowest LACP meter rate: 802.1AX lets an actor send 3 LACPDUs in a second."""
 DEFAULT_LACP_METER_PPS = 20
 """LACPDUs a second (and burst) a member may punt by default: LACP's 3 with room to spare."""
+DEFAULT_LEARN_METER_PPS = 100
+"""Frames from unknown sources a second (and burst) a logical port may punt to learn, by default."""
+MIN_LEARN_METER_PPS = 1
+DEFAULT_MAX_MACS = 8192
+"""Learned MACs per switch by default: four times Open vSwitch's own default MAC table (2048 per bridge)."""
+LEARN_RESUME_FRACTION = 0.9
+"""Learning paused at ``max_macs`` resumes once the table is back to this fraction of it."""
+TABLE_FULL = "table_full"
+"""Reason a source was not learned: the switch's MAC table held ``max_macs``."""
+QUEUE_FULL = "queue_full"
+"""Reason a source was not learned: the controller's learning queue was full (counted by the shell)."""
+LEARN_DROP_REASONS = (TABLE_FULL, QUEUE_FULL)
+_LEARN_PLAIN_IDS = 0x4C42_0000
+"""Learn meters of plain ports: ``_LEARN_PLAIN_IDS | port`` for ports up to 0xFFFF."""
+_LEARN_BOND_IDS = 0x4C43_0000
+"""Learn meters of bonds: ``_LEARN_BOND_IDS | (group id & 0x7FFF)``."""
+_METER_BLOCKS = frozenset({0x4C41_0000, _LEARN_PLAIN_IDS, _LEARN_BOND_IDS})
 
 
 def lacp_meter(port: int) -> int:
@@ -114,14 +162,23 @@ def lacp_meter(port: int) -> int:
     return OUR_IDS | port
 
 
+def learn_meter(logical: int) -> int | None:
+    """The meter limiting the learning punts of a logical port: a bond's, or a plain port's up to
+    0xFFFF; None for a plain port numbered higher (its punt is not metered)."""
+    if is_bond(logical):
+        return _LEARN_BOND_IDS | (bond_group(logical) & 0x7FFF)
+    return _LEARN_PLAIN_IDS | logical if logical <= 0xFFFF else None
+
+
 def is_our_group(group_id: int) -> bool:
     """Whether a group id is in ryu_lag's block (any other group belongs to another application)."""
     return group_id & _ID_BLOCK_MASK == OUR_IDS
 
 
 def is_our_meter(meter_id: int) -> bool:
-    """Whether a meter id is in ryu_lag's block (any other meter belongs to another application)."""
-    return meter_id & _ID_BLOCK_MASK == OUR_IDS
+    """Whether a meter id is in one of ryu_lag's blocks: LACP (``OUR_IDS``) or learning
+    (0x4C42xxxx, 0x4C43xxxx); any other meter belongs to another application."""
+    return meter_id & _ID_BLOCK_MASK in _METER_BLOCKS
 
 
 _OFPP_MAX = 0xFFFFFF00  # highest physical port number
@@ -135,6 +192,7 @@ _PRIO_PORT = 20000
 _PRIO_HAIRPIN = 20001
 _PRIO_LEARNED = 20000
 _PRIO_FLOOD = 10000
+_PRIO_LEARN_PUNT = 1
 _PRIO_MISS = 0
 
 
@@ -204,15 +262,32 @@ _PIPELINE = 0
 class LagSwitch:
     """LAG-aware learning switch for one datapath; each method returns messages to send in order."""
 
-    def __init__(self, mac_age: int = 300, lacp_meter_pps: int = DEFAULT_LACP_METER_PPS) -> None:
+    def __init__(
+        self,
+        mac_age: int = 300,
+        lacp_meter_pps: int = DEFAULT_LACP_METER_PPS,
+        learn_meter_pps: int = DEFAULT_LEARN_METER_PPS,
+        max_macs: int = DEFAULT_MAX_MACS,
+    ) -> None:
         if not 1 <= mac_age <= 0xFFFF:
             raise ValueError(f"mac_age must be 1..65535 seconds, not {mac_age}")
         if lacp_meter_pps < MIN_LACP_METER_PPS:
             raise ValueError(f"lacp_meter_pps must be at least {MIN_LACP_METER_PPS}, not {lacp_meter_pps}")
+        if learn_meter_pps < MIN_LEARN_METER_PPS:
+            raise ValueError(f"learn_meter_pps must be at least {MIN_LEARN_METER_PPS}, not {learn_meter_pps}")
+        if max_macs < 1:
+            raise ValueError(f"max_macs must be at least 1, not {max_macs}")
         self.mac_age = mac_age
         self.lacp_meter_pps = lacp_meter_pps  # per member, also the burst
+        self.learn_meter_pps = learn_meter_pps  # per logical port, also the burst
+        self.max_macs = max_macs
+        self.learn_dropped: collections.Counter[str] = collections.Counter()
+        """Sources not learned, by reason (``LEARN_DROP_REASONS``): ``TABLE_FULL`` here, ``QUEUE_FULL`` by the shell."""
+        self.packet_outs_dropped = 0
+        """LACPDU packet-outs the shell dropped because the switch did not read them (counted with the switch)."""
+        self._learning = True  # false from max_macs until the table is back to LEARN_RESUME_FRACTION of it
         self._metered = False
-        self._meters: set[int] = set()  # installed meters (member ports)
+        self._meters: dict[int, MeterMod] = {}  # installed meters of ours, as their ADD
         self._present: set[int] = set()
         self._plain: set[int] = set()
         self._logical: dict[int, int] = {}  # every member, and every present plain port
@@ -245,6 +320,15 @@ class LagSwitch:
     def leaving_ports(self) -> frozenset[int]:
         """Ports removed from a bond and not released yet."""
         return frozenset(self._leaving)
+
+    def mac_count(self) -> int:
+        """How many MACs are learned now."""
+        return len(self._macs)
+
+    @property
+    def learning(self) -> bool:
+        """Whether unknown sources are punted to be learned (false while the table is full)."""
+        return self._learning
 
     # -- switch and ports ------------------------------------------------------------------
 
@@ -293,6 +377,8 @@ class LagSwitch:
         self._metered = meters
         self._macs = {}
         self._macs_on = {}
+        learned = self._recover_macs(observed.flows) if observed is not None else []
+        self._learning = len(self._macs) < self.max_macs
         chain = tuple(sorted(self._distributing))
         self._groups = {}
         for group_id in [*by_group, *map(flood_from, by_group), FLOOD_PLAIN, FLOOD_ALL]:
@@ -303,10 +389,12 @@ class LagSwitch:
         for owner in [_PIPELINE, *self._logical, *self._leaving, *(bond.logical for bond in by_group.values())]:
             if wanted := self._wanted_flows(owner):
                 self._flows[owner] = {(f.table, f.priority, f.match): f for f in wanted}
-        self._meters = {p for p in [*self._logical, *self._leaving] if self._needs_meter(p)}
+        self._meters = {}
+        for owner in [*self._logical, *self._leaving, *(bond.logical for bond in by_group.values())]:
+            self._meters.update(self._wanted_meters(owner))
         if observed is None:
             return self._cold_start()
-        return self._reconcile(observed, self._recover_macs(observed.flows))
+        return self._reconcile(observed, learned)
 
     def port_added(self, port: int) -> list[Message]:
         """A port appeared. It carries traffic as a plain port unless it is a bond member."""
@@ -324,10 +412,10 @@ class LagSwitch:
         self._present.discard(port)
         if port not in self._plain:
             return []  # absent, or a member: a member keeps its flows
-        msgs = self._flush_logical(port)
+        msgs = self._flush_logical(port, gone=True)
         self._plain.discard(port)
         del self._logical[port]
-        return msgs + self._sync([port], [FLOOD_PLAIN])
+        return msgs + self._sync([port], [FLOOD_PLAIN]) + self._resume_learning()
 
     # -- bonds -----------------------------------------------------------------------------
 
@@ -345,7 +433,7 @@ class LagSwitch:
         msgs: list[Message] = []
         if was_plain := sorted(members & self._plain):
             for port in was_plain:
-                msgs += self._flush_logical(port)
+                msgs += self._flush_logical(port, gone=True)
             self._plain.difference_update(was_plain)
             groups.append(FLOOD_PLAIN)
         self._leaving -= members
@@ -355,7 +443,7 @@ class LagSwitch:
     def remove_bond(self, group_id: int) -> list[Message]:
         """Delete a bond; its members become plain ports and MACs learned on it are forgotten."""
         bond = self._bond(group_id)
-        msgs = self._flush_logical(bond.logical)
+        msgs = self._flush_logical(bond.logical, gone=True)
         del self._bonds[group_id]
         groups = [group_id, flood_from(group_id)]
         if group_id in self._distributing:
@@ -395,7 +483,7 @@ class LagSwitch:
         msgs: list[Message] = []
         if was_plain := sorted(added & self._plain):
             for port in was_plain:
-                msgs += self._flush_logical(port)
+                msgs += self._flush_logical(port, gone=True)
             self._plain.difference_update(was_plain)
             groups.append(FLOOD_PLAIN)
         self._leaving = (self._leaving - added) | removed
@@ -456,6 +544,9 @@ class LagSwitch:
         known = self._macs.get(mac)
         if known == logical:
             return [self._src_flow(logical, mac)]
+        if known is None and len(self._macs) >= self.max_macs:
+            self.learn_dropped[TABLE_FULL] += 1
+            return self._set_learning(False) if self._learning else []
         msgs = self._forget(mac) if known is not None else []
         self._macs[mac] = logical
         self._macs_on.setdefault(logical, set()).add(mac)
@@ -467,19 +558,19 @@ class LagSwitch:
         if self._macs.get(mac) != metadata:
             return []  # already moved or forgotten (e.g. the removal of a flow we deleted)
         self._unlearn(mac)
-        return [self._delete_learned(Table.ETH_DST, Match(eth_dst=mac))]
+        return [self._delete_learned(Table.ETH_DST, Match(eth_dst=mac)), *self._resume_learning()]
 
     def flush(self, logical: int | None = None) -> list[Message]:
         """Forget every learned MAC, or those on one logical port, deleting exactly their flows."""
         if logical is not None:
-            return self._flush_logical(logical)
+            return self._flush_logical(logical) + self._resume_learning()
         self._macs.clear()
         self._macs_on.clear()
         return [
             FlowMod(table, _PRIO_LEARNED, Match(), FlowCommand.DELETE,
                     cookie=COOKIE | _LEARNED, cookie_mask=COOKIE_MASK | _LEARNED)
             for table in (Table.ETH_SRC, Table.ETH_DST)
-        ]
+        ] + self._resume_learning()
 
     # -- internals -------------------------------------------------------------------------
 
@@ -493,9 +584,39 @@ class LagSwitch:
         """The groups that chain the distributing bonds: FLOOD_ALL and every bond's FLOOD_FROM."""
         return [FLOOD_ALL, *(flood_from(g) for g in self._bonds)]
 
-    def _needs_meter(self, port: int) -> bool:
-        """Whether a port punts LACPDUs through its own meter: a member or leaving port, on a switch with meters."""
-        return self._metered and (port in self._leaving or is_bond(self._logical.get(port, 0)))
+    def _wanted_meters(self, owner: int) -> dict[int, MeterMod]:
+        """The meters an owner's punts go through now, on a switch with meters: a member's or leaving
+        port's LACP meter, a plain port's or bond's learn meter."""
+        if not self._metered:
+            return {}
+        wanted: list[MeterMod] = []
+        if is_bond(owner):
+            if bond_group(owner) in self._bonds:
+                wanted.append(MeterMod(learn_meter(owner), self.learn_meter_pps, self.learn_meter_pps))
+        elif owner in self._leaving or is_bond(self._logical.get(owner, 0)):
+            wanted.append(MeterMod(lacp_meter(owner), self.lacp_meter_pps, self.lacp_meter_pps))
+        elif owner in self._plain and (meter_id := learn_meter(owner)) is not None:
+            wanted.append(MeterMod(meter_id, self.learn_meter_pps, self.learn_meter_pps))
+        return {m.meter_id: m for m in wanted}
+
+    @staticmethod
+    def _possible_meters(owner: int) -> set[int]:
+        """Every meter id an owner's punts may go through (whichever it is now)."""
+        if is_bond(owner):
+            return {learn_meter(owner)}  # type: ignore[arg-type]  # a bond always has one
+        ids = {lacp_meter(owner)} if owner <= MAX_MEMBER_PORT else set()
+        return ids | ({m} if (m := learn_meter(owner)) is not None else set())
+
+    def _set_learning(self, on: bool) -> list[Message]:
+        """Start or stop punting unknown sources: every logical port's learn punt comes or goes."""
+        self._learning = on
+        return self._sync([*sorted(self._plain), *(b.logical for b in self._bonds.values())], [])
+
+    def _resume_learning(self) -> list[Message]:
+        """Learning paused at max_macs starts again once the table is back to LEARN_RESUME_FRACTION of it."""
+        if self._learning or len(self._macs) > self.max_macs * LEARN_RESUME_FRACTION:
+            return []
+        return self._set_learning(True)
 
     def _recover_macs(self, flows: Iterable[FlowMod]) -> list[FlowMod]:
         """Learn the MACs of the well-formed learned ETH_SRC flows in ``flows`` whose logical port
@@ -507,18 +628,17 @@ class LagSwitch:
                 continue
             if flow.cookie != _learned_cookie(logical) or mac in self._macs or not _is_unicast(mac):
                 continue
+            if len(self._macs) >= self.max_macs:
+                break
             if logical in self._plain or (is_bond(logical) and bond_group(logical) in self._bonds):
                 self._macs[mac] = logical
                 self._macs_on.setdefault(logical, set()).add(mac)
         return [flow for mac, logical in self._macs.items() for flow in self._learn_flows(logical, mac)]
 
-    def _wanted_meter(self, port: int) -> MeterMod:
-        return MeterMod(lacp_meter(port), self.lacp_meter_pps, self.lacp_meter_pps)
-
     def _reconcile(self, observed: ObservedSwitch, learned: list[FlowMod]) -> list[Message]:
         """The messages turning ``observed`` into the model (static flows, learned flows, groups, meters)."""
         have_meters = {m.meter_id: m for m in observed.meters if is_our_meter(m.meter_id)}
-        want_meters = {lacp_meter(p): self._wanted_meter(p) for p in sorted(self._meters)}
+        want_meters = {meter_id: self._meters[meter_id] for meter_id in sorted(self._meters)}
         meter_sets: list[Message] = [
             m if m.meter_id not in have_meters else dataclasses.replace(m, command=MeterCommand.MODIFY)
             for meter_id, m in want_meters.items() if have_meters.get(meter_id) != m
@@ -559,7 +679,7 @@ class LagSwitch:
             GroupMod(GroupCommand.DELETE, group_id, group_type=self._groups[group_id].group_type)
             for group_id in sorted(self._groups, key=_group_rank, reverse=True)
         ]
-        msgs += [MeterMod(lacp_meter(p), command=MeterCommand.DELETE) for p in sorted(self._meters)]
+        msgs += [MeterMod(meter_id, command=MeterCommand.DELETE) for meter_id in sorted(self._meters)]
         return msgs + self._reconcile(ObservedSwitch(), [])
 
     def _unlearn(self, mac: str) -> None:
@@ -569,14 +689,20 @@ class LagSwitch:
         if not on:
             del self._macs_on[logical]
 
-    def _flush_logical(self, logical: int) -> list[Message]:
+    def _flush_logical(self, logical: int, gone: bool = False) -> list[Message]:
+        """Forget the MACs learned on a logical port, deleting their flows. ``gone``: the logical
+        port is going away, so one delete of its ETH_SRC flows also takes its learn punt (which
+        the following ``_sync`` then does not delete again)."""
         for mac in self._macs_on.pop(logical, ()):
             del self._macs[mac]
-        return [
-            FlowMod(table, _PRIO_LEARNED, Match(), FlowCommand.DELETE,
-                    cookie=_learned_cookie(logical), cookie_mask=_ALL_BITS)
-            for table in (Table.ETH_SRC, Table.ETH_DST)
-        ]
+        dst = FlowMod(Table.ETH_DST, _PRIO_LEARNED, Match(), FlowCommand.DELETE,
+                      cookie=_learned_cookie(logical), cookie_mask=_ALL_BITS)
+        if not gone:
+            return [FlowMod(Table.ETH_SRC, _PRIO_LEARNED, Match(), FlowCommand.DELETE,
+                            cookie=_learned_cookie(logical), cookie_mask=_ALL_BITS), dst]
+        self._flows.get(logical, {}).pop((Table.ETH_SRC, _PRIO_LEARN_PUNT, Match(metadata=logical)), None)
+        return [FlowMod(Table.ETH_SRC, _PRIO_LEARNED, Match(metadata=logical), FlowCommand.DELETE,
+                        cookie=COOKIE, cookie_mask=COOKIE_MASK), dst]
 
     def _forget(self, mac: str) -> list[Message]:
         self._unlearn(mac)
@@ -616,14 +742,13 @@ class LagSwitch:
             return [
                 FlowMod(Table.INGRESS, _PRIO_MISS, Match(), cookie=COOKIE),
                 FlowMod(Table.INGRESS, _PRIO_LACP_DROP, _LACPDU, cookie=COOKIE),
-                FlowMod(Table.ETH_SRC, _PRIO_MISS, Match(), actions=(Output(OFPP_CONTROLLER),), goto=Table.ETH_DST,
-                        cookie=COOKIE),
+                FlowMod(Table.ETH_SRC, _PRIO_MISS, Match(), goto=Table.ETH_DST, cookie=COOKIE),
                 FlowMod(Table.ETH_DST, _PRIO_MISS, Match(), cookie=COOKIE),
             ]
         if is_bond(owner):
             if bond_group(owner) not in self._bonds:
                 return []
-            return [_flood_flow(owner, flood_from(bond_group(owner)))]
+            return [_flood_flow(owner, flood_from(bond_group(owner))), *self._learn_punt(owner)]
         logical = self._logical.get(owner)
         drop = FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=owner), cookie=COOKIE)
         if owner in self._leaving:
@@ -635,11 +760,21 @@ class LagSwitch:
                 FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=owner), write_metadata=owner, goto=Table.ETH_SRC,
                         cookie=COOKIE),
                 _flood_flow(owner, FLOOD_ALL),
+                *self._learn_punt(owner),
             ]
         if owner in self._bonds[bond_group(logical)].collecting:
             return [self._lacp_punt(owner), FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=owner),
                                                     write_metadata=logical, goto=Table.ETH_SRC, cookie=COOKIE)]
         return [self._lacp_punt(owner), drop]
+
+    def _learn_punt(self, logical: int) -> list[FlowMod]:
+        """A logical port's ETH_SRC miss while learning: punt to learn (through its learn meter when
+        the switch has meters) and go on to ETH_DST. None while learning is paused."""
+        if not self._learning:
+            return []
+        meter = learn_meter(logical) if self._metered else None
+        return [FlowMod(Table.ETH_SRC, _PRIO_LEARN_PUNT, Match(metadata=logical), actions=(Output(OFPP_CONTROLLER),),
+                        goto=Table.ETH_DST, meter=meter, cookie=COOKIE)]
 
     def _lacp_punt(self, port: int) -> FlowMod:
         """LACPDUs from a member or leaving port go to the controller, through its meter if the switch has meters."""
@@ -692,14 +827,15 @@ class LagSwitch:
         meter_adds: list[Message] = []
         meter_deletes: list[Message] = []
         for owner in owners:
-            if _is_physical(owner):
-                metered = self._needs_meter(owner)
-                if metered and owner not in self._meters:
-                    self._meters.add(owner)
-                    meter_adds.append(self._wanted_meter(owner))
-                elif not metered and owner in self._meters:
-                    self._meters.discard(owner)
-                    meter_deletes.append(MeterMod(lacp_meter(owner), command=MeterCommand.DELETE))
+            if owner != _PIPELINE:
+                wanted_meters = self._wanted_meters(owner)
+                for meter_id, meter in wanted_meters.items():
+                    if meter_id not in self._meters:
+                        self._meters[meter_id] = meter
+                        meter_adds.append(meter)
+                for meter_id in sorted(self._possible_meters(owner) - wanted_meters.keys()):
+                    if self._meters.pop(meter_id, None) is not None:
+                        meter_deletes.append(MeterMod(meter_id, command=MeterCommand.DELETE))
             old_flows = self._flows.pop(owner, {})
             new_flows = {(f.table, f.priority, f.match): f for f in self._wanted_flows(owner)}
             if new_flows:
