@@ -77,6 +77,7 @@ class BondStore:
         # Guards the connection and the pending changes; a writer notifies poll_changes.
         self._cond = threading.Condition()
         self._changes: list[BondChange] = []
+        self._feeding = False  # changes are kept for poll_changes from the first load on
         if path != ":memory:":
             directory = os.path.dirname(os.path.abspath(path))
             try:
@@ -171,6 +172,7 @@ class BondStore:
             revisions = {dpid: revision for column, revision in self._read("SELECT dpid, revision FROM switches")
                          if (dpid := _decode_dpid(column)) is not None}
             self._changes.clear()
+            self._feeding = True
         return Snapshot(bonds, sessions, revisions, revision=max(revisions.values(), default=0))
 
     def load_all(self) -> list[BondConfig]:
@@ -236,8 +238,9 @@ class BondStore:
                     self._db.execute(UPSERT_SWITCH, (dpid_text, revision))
             except sqlite3.Error as exc:
                 raise StoreError(f"state database {self.path}: write failed: {exc}") from exc
-            self._changes.append(BondChange(dpid, name, config, revision))
-            self._cond.notify_all()
+            if self._feeding:
+                self._changes.append(BondChange(dpid, name, config, revision))
+                self._cond.notify_all()
         return revision
 
     def poll_changes(self, timeout: float = 0.0) -> list[BondChange]:

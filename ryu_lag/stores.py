@@ -16,7 +16,10 @@ Both keep the same rules (:class:`Store`):
   wins. ``expect=None`` writes over whatever is there (single-instance callers).
 - **Changes.** ``poll_changes`` delivers every bond put or delete made by any writer (this
   store object included) after the latest ``load``, in revision order, each exactly once,
-  as :class:`BondChange` values carrying the new revision.
+  as :class:`BondChange` values carrying the new revision (none before the first ``load``).
+  A consumer keeps each switch's last revision, skips a change older than it (its own
+  write may come back after a later one) and applies the rest; applying a change equal
+  to what it holds does nothing.
 - **Sessions** (per-bond LACP session state, opaque JSON objects) are written in batches by
   the switch's master, not conflict-checked, and deleted with their bond.
 """

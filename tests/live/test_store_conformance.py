@@ -207,6 +207,7 @@ def test_the_feed_delivers_every_writers_changes_in_order_once(backend: Backend)
     first = backend.open()
     second = backend.peer(first)
     first.put_bond(bond(3, "before"))  # made before load: not a change of the feed
+    assert first.poll_changes(timeout=0.3) == []  # no feed before the first load
     revision = first.load().switch_revision(3)
     second.load()
     expected: list[BondChange] = []
@@ -261,6 +262,52 @@ def test_etcd_writes_and_the_feed_survive_killing_a_member(own_cluster: EtcdClus
     finally:
         store.close()
         watcher.close()
+
+
+def test_etcd_an_idle_watch_is_recreated_without_losing_or_repeating_changes(
+        etcd_backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(etcd_store, "WATCH_IDLE", 0.3)
+    store = etcd_backend.open()
+    writer = etcd_backend.open()
+    store.load()
+    caplog.set_level(logging.WARNING, logger="ryu_lag.etcd_store")
+    expected = []
+    for step in range(3):
+        time.sleep(1.0)  # the stream goes idle and is re-created at least twice between writes
+        config = bond(6, f"b{step}", (step + 1,), key=step + 1)
+        expected.append(BondChange(6, config.name, config, writer.put_bond(config)))
+    assert changes_until(store, 3) == expected
+    assert not caplog.records  # re-created quietly
+
+
+def test_etcd_a_watch_behind_a_compaction_resynchronises(
+        etcd_backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Changes and a compaction land between the load and the watch: the missed ones arrive as a diff."""
+    store, writer = etcd_backend.open(), etcd_backend.open()
+    writer.put_bond(bond(2, "kept"))
+    writer.put_bond(bond(2, "gone", (3,), key=2))
+    changed, new = bond(2, "kept", (1, 2, 4)), bond(2, "new", (5,), key=5)
+    start = etcd_store._Watch.start
+
+    def start_late(watch: etcd_store._Watch) -> None:
+        writer.put_bond(changed)
+        writer.delete_bond(2, "gone")
+        compact_to = writer.put_bond(new)
+        member = etcd_backend.cluster.members[0].client_url
+        requests.post(member + "/v3/kv/compaction", json={"revision": compact_to}, timeout=5).raise_for_status()
+        start(watch)
+
+    monkeypatch.setattr(etcd_store._Watch, "start", start_late)
+    caplog.set_level(logging.WARNING, logger="ryu_lag.etcd_store")
+    store.load()
+    got = changes_until(store, 3)
+    revision = got[0].revision
+    assert got == [BondChange(2, "gone", None, revision), BondChange(2, "kept", changed, revision),
+                   BondChange(2, "new", new, revision)]
+    assert any("compaction" in r.getMessage() for r in caplog.records)
+    later = bond(2, "later", (6,), key=6)
+    revision = writer.put_bond(later)
+    assert changes_until(store, 1) == [BondChange(2, "later", later, revision)]
 
 
 def put_raw(cluster: EtcdCluster, key: str, value: str) -> None:
