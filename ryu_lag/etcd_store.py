@@ -290,6 +290,7 @@ class _Watch(threading.Thread):
         self.bonds = dict(bonds)  # what the changes delivered so far add up to: for a resync
         self._stopped = threading.Event()
         self._response: requests.Response | None = None
+        self.failures = 0  # streams lost since one was last created
 
     def stop(self) -> None:
         """Ask the thread to end, and wake it from a blocked read."""
@@ -299,23 +300,23 @@ class _Watch(threading.Thread):
             _shutdown(response)
 
     def run(self) -> None:
-        rounds = 0
         member = self.store._preferred
         while not self._stopped.is_set():
             client = self.store._clients[member]
             try:
-                self._follow(client)
-                rounds = 0  # an idle stream timed out or the member closed it: simply re-create it
+                self._follow(client)  # returns when an idle stream timed out: simply re-create it
             except _Compacted:
                 self._resync()
             except (requests.RequestException, _StreamEnded, StoreError, ValueError, KeyError, OSError) as exc:
                 if self._stopped.is_set():
                     return
-                LOG.warning("etcd watch on %s:%s ended (%s); resuming at revision %d on the next member",
-                            client.host, client.port, exc, self.next_revision)
+                # One warning per outage, not one per attempt while every member is down.
+                log = LOG.warning if self.failures == 0 else LOG.debug
+                log("etcd watch on %s:%s ended (%s); resuming at revision %d on the next member",
+                    client.host, client.port, exc, self.next_revision)
                 member = (member + 1) % len(self.store._clients)
-                self._stopped.wait(RETRY_PAUSE[min(rounds, len(RETRY_PAUSE) - 1)])
-                rounds += 1
+                self._stopped.wait(RETRY_PAUSE[min(self.failures, len(RETRY_PAUSE) - 1)])
+                self.failures += 1
 
     def _follow(self, client: Etcd3Client) -> None:
         """Read one watch stream until it ends; raises on errors, returns after an idle timeout."""
@@ -356,6 +357,10 @@ class _Watch(threading.Thread):
             if int(result.get("compact_revision", 0)):
                 raise _Compacted()
             raise _StreamEnded(result.get("cancel_reason") or "the member canceled the watch")
+        if result.get("created"):
+            if self.failures:
+                LOG.info("etcd watch resumed at revision %d", self.next_revision)
+            self.failures = 0
         events = result.get("events", [])
         changes = []
         for event in events:
