@@ -62,7 +62,7 @@ answer from etcd for 5 s and more; after this the write is retried (safely) on t
 OPERATION_DEADLINE = 10.0
 """Seconds an operation keeps trying the members before it fails with StoreError."""
 RETRY_PAUSE = (0.05, 0.2, 0.5, 1.0)
-"""Pauses after each failed round over the members (the last repeats)."""
+"""Pauses (the last repeats): a request's after each round over the members, the watch's after each lost stream."""
 WATCH_IDLE = 10.0
 """Seconds without a byte after which a watch stream is re-created (catches a member that hangs)."""
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
