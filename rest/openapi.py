@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ryu_lag.bfd import BfdConfig, EncapsulationKind, State
+from ryu_lag.bfd.bond import DEFAULT_DST_MAC, MAX_INTERVAL_MS, MAX_MULTIPLIER, MIN_INTERVAL_MS, MIN_MULTIPLIER
 from ryu_lag.config import MAX_MEMBER_PORT, MAX_MEMBERS, MAX_PORT, NAME_RE
 
 _VERSION = "1.0.0"
@@ -44,6 +46,22 @@ _DPID = {"type": "string", "pattern": "^[0-9a-f]{16}$", "example": "000000000000
 _PORT = {"type": "integer", "minimum": 1, "maximum": MAX_PORT}
 _MEMBER_PORT = {"type": "integer", "minimum": 1, "maximum": MAX_MEMBER_PORT}
 _NAME_PATTERN = f"^{NAME_RE.pattern}$"
+_IPV4 = {"type": "string", "pattern": r"^(\d{1,3}\.){3}\d{1,3}$"}
+_BFD_INTERVAL = {"type": "integer", "minimum": MIN_INTERVAL_MS, "maximum": MAX_INTERVAL_MS}
+_BFD_MULTIPLIER = {"type": "integer", "minimum": MIN_MULTIPLIER, "maximum": MAX_MULTIPLIER}
+_BFD_ENCAPSULATION = {"type": "string", "enum": [kind.value for kind in EncapsulationKind]}
+_BFD_STATE = {"type": "string", "enum": [state.name.lower() for state in State]}
+_BFD_FIELDS_TEXT = {
+    "min_tx_ms": "our Desired Min TX once Up (1000 ms is advertised until then, RFC 5880 6.8.3)",
+    "min_rx_ms": "our Required Min RX",
+    "multiplier": "our Detect Mult: the partner declares the session down after this many missed packets",
+    "encapsulation": "ovs: Open vSwitch's (UDP 3784); rfc7130: micro-BFD (UDP 6784, destination MAC "
+    f"{DEFAULT_DST_MAC[EncapsulationKind.RFC7130]})",
+    "dst_mac": "Ethernet destination of our packets; default the encapsulation's "
+    f"({DEFAULT_DST_MAC[EncapsulationKind.OVS]} for ovs); rfc7130 takes only its own",
+    "src_ip": "IPv4 source of our packets",
+    "dst_ip": "IPv4 destination of our packets",
+}
 _STATE_BITS = ("activity", "timeout", "aggregation", "synchronization", "collecting", "distributing", "defaulted",
                "expired")
 
@@ -106,8 +124,42 @@ _SCHEMAS: dict[str, Any] = {
             "port_priority": {**_INT16, "default": 32768},
             "min_links": {"type": "integer", "minimum": 1, "maximum": MAX_MEMBERS, "default": 1},
             "system": _nullable({**_MAC, "description": "actor system id; default: the switch's LOCAL port MAC"}),
+            "bfd": _nullable_ref(
+                "BfdInput",
+                "BFD on every member (null or absent: off). Once a member's session has come Up, the member "
+                "carries traffic only while LACP distributes and BFD is Up; a session that never came Up "
+                "leaves the member on LACP alone",
+            ),
         },
         required=["ports"],
+    ),
+    "BfdInput": _object(
+        {
+            "min_tx_ms": {**_BFD_INTERVAL, "default": BfdConfig.min_tx_ms, "description": _BFD_FIELDS_TEXT["min_tx_ms"]},
+            "min_rx_ms": {**_BFD_INTERVAL, "default": BfdConfig.min_rx_ms, "description": _BFD_FIELDS_TEXT["min_rx_ms"]},
+            "multiplier": {
+                **_BFD_MULTIPLIER, "default": BfdConfig.multiplier, "description": _BFD_FIELDS_TEXT["multiplier"]
+            },
+            "encapsulation": {
+                **_BFD_ENCAPSULATION, "default": EncapsulationKind.OVS.value,
+                "description": _BFD_FIELDS_TEXT["encapsulation"],
+            },
+            "dst_mac": _nullable({**_MAC, "description": _BFD_FIELDS_TEXT["dst_mac"]}),
+            "src_ip": {**_IPV4, "default": BfdConfig.src_ip, "description": _BFD_FIELDS_TEXT["src_ip"]},
+            "dst_ip": {**_IPV4, "default": BfdConfig.dst_ip, "description": _BFD_FIELDS_TEXT["dst_ip"]},
+        },
+        required=[],
+    ),
+    "BfdConfig": _object(
+        {
+            "min_tx_ms": _BFD_INTERVAL,
+            "min_rx_ms": _BFD_INTERVAL,
+            "multiplier": _BFD_MULTIPLIER,
+            "encapsulation": _BFD_ENCAPSULATION,
+            "dst_mac": _MAC,
+            "src_ip": _IPV4,
+            "dst_ip": _IPV4,
+        }
     ),
     "BondConfig": _object(
         {
@@ -120,6 +172,7 @@ _SCHEMAS: dict[str, Any] = {
             "port_priority": _INT16,
             "min_links": {"type": "integer"},
             "system": _nullable(_MAC),
+            "bfd": _nullable_ref("BfdConfig", "null: BFD off"),
         }
     ),
     "PartnerSystem": _object({"system": _MAC, "system_priority": _INT16, "key": _INT16}),
@@ -176,6 +229,43 @@ _SCHEMAS: dict[str, Any] = {
             "actor": _nullable_ref("PortInfo", "null while the switch is not connected"),
             "partner": _nullable_ref("PortInfo", "as last received, or the default before any LACPDU"),
             "counters": _ref("Counters"),
+            "bfd": _nullable_ref("BfdStatus", "null when the bond runs no BFD or the switch is not connected"),
+        }
+    ),
+    "BfdCounters": _object(
+        {
+            "packets_rx": {"type": "integer", "minimum": 0, "description": "control packets accepted"},
+            "packets_tx": {"type": "integer", "minimum": 0},
+            "bad_rx": {"type": "integer", "minimum": 0, "description": "frames or packets discarded"},
+            "state_changes": {"type": "integer", "minimum": 0},
+        }
+    ),
+    "BfdStatus": _object(
+        {
+            "state": _BFD_STATE,
+            "remote_state": {**_BFD_STATE, "description": "as the partner's last packet said"},
+            "local_discriminator": {"type": "integer", "minimum": 1},
+            "remote_discriminator": {"type": "integer", "minimum": 0, "description": "0 while none is known"},
+            "local_diag": {"type": "string", "description": "our diagnostic (RFC 5880 4.1) in words"},
+            "remote_diag": {"type": "string", "description": "the partner's diagnostic in words"},
+            "tx_interval_ms": {"type": "number", "minimum": 0, "description": "agreed: how often we send"},
+            "rx_interval_ms": {"type": "number", "minimum": 0, "description": "agreed: how often the partner sends"},
+            "detection_time_ms": _nullable(
+                {"type": "number", "minimum": 0, "description": "null before any packet from the partner"}
+            ),
+            "remote_multiplier": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_MULTIPLIER}),
+            "polling": {"type": "boolean", "description": "an interval change waits for the partner's Final"},
+            "since_last_packet": _nullable({"type": "number", "minimum": 0, "description": "seconds"}),
+            "last_down": _nullable({"type": "string", "description": "why the session last went Down or AdminDown"}),
+            "gating": {
+                "type": "boolean",
+                "description": "BFD has a say: the session came Up since the link did, so the member carries "
+                "traffic only while BFD is Up",
+            },
+            "gate_open": {"type": "boolean", "description": "BFD lets the member carry traffic (LACP decides too)"},
+            "reason": {"type": "string", "description": "BFD's part in whether the member carries traffic, in words"},
+            "counters": _ref("BfdCounters"),
+            "last_bad_reason": _nullable({"type": "string", "description": "why the last bad frame was discarded"}),
         }
     ),
     "Mac": _object(

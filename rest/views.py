@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ryu_lag.bfd import BondBfd, diag_name
 from ryu_lag.config import BondConfig, format_dpid
 from ryu_lag.lacp import Member, PortInfo
 from ryu_lag.service import BondRuntime, LagService
@@ -116,7 +117,7 @@ def selection(member: Member) -> str:
 
 
 def member_view(bond: BondRuntime, port: int, now: float) -> dict[str, Any]:
-    """One member's LACP status."""
+    """One member's LACP status, and its BFD status (null when the bond runs no BFD)."""
     member = bond.engine.members[port]
     last_rx = member.counters.last_rx
     return {
@@ -137,6 +138,45 @@ def member_view(bond: BondRuntime, port: int, now: float) -> dict[str, Any]:
             "bad_rx": member.counters.bad_rx,
             "expirations": member.counters.expirations,
         },
+        "bfd": bfd_member_view(bfd, port, now) if (bfd := getattr(bond, "bfd", None)) is not None else None,
+    }
+
+
+def _ms(microseconds: int) -> float:
+    return microseconds / 1000
+
+
+def bfd_member_view(bfd: BondBfd, port: int, now: float) -> dict[str, Any]:
+    """One member's BFD session: states, discriminators, diagnostics, agreed timers, counters, and its gate."""
+    member = bfd.members[port]
+    session = member.session
+    counters = session.counters
+    detection = session.detection_time_us
+    last_rx, last_down = counters.last_rx, counters.last_down
+    return {
+        "state": session.state.name.lower(),
+        "remote_state": session.remote_state.name.lower(),
+        "local_discriminator": session.local_discriminator,
+        "remote_discriminator": session.remote_discriminator,
+        "local_diag": diag_name(session.local_diag),
+        "remote_diag": diag_name(session.remote_diag),
+        "tx_interval_ms": _ms(session.tx_interval_us),
+        "rx_interval_ms": _ms(session.rx_interval_us),
+        "detection_time_ms": _ms(detection) if detection is not None else None,
+        "remote_multiplier": session.remote_detect_mult,
+        "polling": session.polling,
+        "since_last_packet": round(max(0.0, now - last_rx), 3) if last_rx is not None else None,
+        "last_down": last_down.reason if last_down is not None else None,
+        "gating": bfd.gating(port),
+        "gate_open": bfd.gate_open(port),
+        "reason": bfd.reason(port),
+        "counters": {
+            "packets_rx": counters.rx,
+            "packets_tx": counters.tx,
+            "bad_rx": counters.bad_rx,
+            "state_changes": counters.state_changes,
+        },
+        "last_bad_reason": counters.last_bad_reason,
     }
 
 
@@ -155,6 +195,7 @@ def _absent_member(port: int) -> dict[str, Any]:
         "actor": None,
         "partner": None,
         "counters": {"lacpdus_rx": 0, "lacpdus_tx": 0, "bad_rx": 0, "expirations": 0},
+        "bfd": None,
     }
 
 
