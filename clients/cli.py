@@ -65,7 +65,7 @@ calls needed. The file:
         uplink: {ports: [3, 4], min_links: 2}
 
 Each bond takes the fields of `lagctl put` (ports, mode, rate, key, system_priority,
-port_priority, min_links, system); omitted fields mean the API's defaults, an omitted key
+port_priority, min_links, system, bfd: e.g. {min_tx_ms: 100, encapsulation: ovs}); omitted fields mean the API's defaults, an omitted key
 the bond's current key. Bonds the file does not name are left alone, or deleted with
 --prune (on the switches the file names). Changes that free ports or keys go before those
 that take them. The first change the controller refuses stops the run; the message names
@@ -86,8 +86,41 @@ def state_letters(state: dict[str, bool] | None) -> str:
     return "".join(letter if state[bit] else "." for letter, bit in zip(STATE_LETTERS, _BITS))
 
 
+def render_bfd_config(bfd: dict[str, Any] | None) -> str:
+    """A bond's BFD settings on one line."""
+    if bfd is None:
+        return "bfd off"
+    text = f"bfd {bfd['encapsulation']} min_tx {bfd['min_tx_ms']} ms  min_rx {bfd['min_rx_ms']} ms  multiplier {bfd['multiplier']}"
+    return text + f"  to {bfd['dst_mac']} {bfd['src_ip']} -> {bfd['dst_ip']}"
+
+
+def _interval(ms: float | None) -> str | None:
+    return None if ms is None else f"{ms:g}ms"
+
+
+def render_bfd_members(members: list[dict[str, Any]]) -> list[str]:
+    """The BFD table of the members that report a session (none: no lines)."""
+    rows = []
+    for m in members:
+        b = m.get("bfd")
+        if b is None:
+            continue
+        c = b["counters"]
+        rows.append([
+            m["port"], b["state"], b["remote_state"], f"{b['local_discriminator']}/{b['remote_discriminator']}",
+            f"{b['local_diag']}/{b['remote_diag']}", _interval(b["tx_interval_ms"]), _interval(b["rx_interval_ms"]),
+            _interval(b["detection_time_ms"]), c["packets_rx"], c["packets_tx"], c["bad_rx"], c["state_changes"],
+            "yes" if b["gating"] else "no", "open" if b["gate_open"] else "closed", b["reason"],
+        ])
+    if not rows:
+        return []
+    headers = ["PORT", "BFD", "REMOTE", "DISCR L/R", "DIAG L/R", "TX", "RX", "DETECT", "RX", "TX", "BAD",
+               "CHANGES", "GATING", "GATE", "REASON"]
+    return table(headers, rows).splitlines()
+
+
 def render_bond(bond: dict[str, Any]) -> str:
-    """A bond: one summary line, its settings, and a member table."""
+    """A bond: one summary line, its settings, a member table, and the members' BFD when it is on."""
     config = bond["config"]
     members = bond["members"]
     if not bond["applied"]:
@@ -119,6 +152,10 @@ def render_bond(bond: dict[str, Any]) -> str:
     headers = ["PORT", "LINK", "MUX", "SELECTION", "ENABLED", "TIMEOUT", "LAST RX", "ACTOR", "PARTNER",
                "P.PORT", "P.STATE", "RX", "TX", "BAD", "EXP", "REASON"]
     lines += ["  " + line for line in table(headers, rows).splitlines()]
+    bfd = config.get("bfd")
+    if bfd is not None:
+        lines.append("  " + render_bfd_config(bfd))
+        lines += ["  " + line for line in render_bfd_members(members)]
     return "\n".join(lines)
 
 
@@ -197,6 +234,15 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--port-priority", type=int)
         cmd.add_argument("--min-links", type=int)
         cmd.add_argument("--system", help="actor system id (MAC); default the switch's")
+        bfd = cmd.add_argument_group("BFD on the members (off unless one of these is given)")
+        bfd.add_argument("--bfd", action="store_true", help="run BFD (defaults: 100 ms, 100 ms, multiplier 3, ovs)")
+        if name == "put":
+            bfd.add_argument("--no-bfd", action="store_true", help="no BFD (what omitting every --bfd option also means)")
+        bfd.add_argument("--bfd-min-tx", type=int, metavar="MS", help="our Desired Min TX in ms (implies --bfd)")
+        bfd.add_argument("--bfd-min-rx", type=int, metavar="MS", help="our Required Min RX in ms (implies --bfd)")
+        bfd.add_argument("--bfd-multiplier", type=int, metavar="N", help="our Detect Mult (implies --bfd)")
+        bfd.add_argument("--bfd-encapsulation", choices=["ovs", "rfc7130"],
+                         help="ovs: Open vSwitch's (UDP 3784); rfc7130: micro-BFD (UDP 6784) (implies --bfd)")
 
     apply = sub.add_parser("apply", help="make the bonds of a YAML or JSON file so (desired state)",
                            description=APPLY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -231,6 +277,24 @@ def changes_data(changes: list[Change], *, applied: bool) -> dict[str, Any]:
     return {"applied": applied, "changes": [change.as_dict() for change in changes]}
 
 
+_BFD_OPTIONS = (("bfd_min_tx", "min_tx_ms"), ("bfd_min_rx", "min_rx_ms"), ("bfd_multiplier", "multiplier"),
+                ("bfd_encapsulation", "encapsulation"))
+
+
+def bfd_setting_given(args: argparse.Namespace) -> bool:
+    """Whether create/put options ask for BFD: ``--bfd`` or any ``--bfd-*``."""
+    return args.bfd or any(getattr(args, option) is not None for option, _ in _BFD_OPTIONS)
+
+
+def bfd_setting(args: argparse.Namespace) -> dict[str, Any] | bool | None:
+    """The ``bfd`` argument of the client from create/put options: fields, False (``--no-bfd``) or None."""
+    if getattr(args, "no_bfd", False):
+        return False
+    if bfd_setting_given(args):
+        return {key: getattr(args, option) for option, key in _BFD_OPTIONS if getattr(args, option) is not None}
+    return None
+
+
 def run(args: argparse.Namespace, client: LagClient, out: TextIO) -> None:
     """Carry out one command, printing its result."""
 
@@ -255,6 +319,7 @@ def run(args: argparse.Namespace, client: LagClient, out: TextIO) -> None:
         settings = {
             "mode": args.mode, "rate": args.rate, "key": args.key, "system_priority": args.system_priority,
             "port_priority": args.port_priority, "min_links": args.min_links, "system": args.system,
+            "bfd": bfd_setting(args),
         }
         ports = [port for word in args.ports for port in word]
         if args.command == "create":
@@ -312,7 +377,10 @@ def report_apply_error(exc: ApplyError, *, as_json: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``lagctl`` console script; returns the exit status."""
-    args = parser().parse_args(argv)
+    ap = parser()
+    args = ap.parse_args(argv)
+    if getattr(args, "no_bfd", False) and bfd_setting_given(args):
+        ap.error("--no-bfd cannot go with --bfd or --bfd-* options")
     client = LagClient(args.url, token=os.environ.get(TOKEN_ENV) or None, timeout=args.timeout)
     try:
         run(args, client, sys.stdout)

@@ -131,11 +131,16 @@ class LagClient:
 
     # ---- bonds ------------------------------------------------------------------
     def create_bond(self, dpid: int | str, ports: list[int], **settings: Any) -> dict[str, Any]:
-        """POST a new bond; ``settings``: name, mode, rate, key, system_priority, port_priority, min_links, system."""
+        """POST a new bond; ``settings``: name, mode, rate, key, system_priority, port_priority, min_links, system, bfd.
+
+        ``bfd``: a dict of BFD fields (min_tx_ms, min_rx_ms, multiplier, encapsulation, dst_mac, src_ip,
+        dst_ip), True for the defaults, False to send ``"bfd": null`` (off); None (the default) leaves it out:
+        off as well, since a bond's body is its whole configuration.
+        """
         return self._call("POST", f"/lag/{format_dpid(dpid)}", body=_bond_body(ports, settings))
 
     def put_bond(self, dpid: int | str, name: str, ports: list[int], **settings: Any) -> dict[str, Any]:
-        """Create or replace bond ``name``; the same call again changes nothing."""
+        """Create or replace bond ``name`` (``settings`` as for :meth:`create_bond`); the same call again changes nothing."""
         return self._call("PUT", f"/lag/{format_dpid(dpid)}/{name}", body=_bond_body(ports, settings))
 
     def get_bond(self, dpid: int | str, name: str) -> dict[str, Any]:
@@ -224,7 +229,15 @@ class LagClient:
 
 
 def _bond_body(ports: list[int], settings: dict[str, Any]) -> dict[str, Any]:
-    return {"ports": list(ports), **{k: v for k, v in settings.items() if v is not None}}
+    body = {"ports": list(ports), **{k: v for k, v in settings.items() if v is not None and k != "bfd"}}
+    bfd = settings.get("bfd")
+    if bfd is True:
+        body["bfd"] = {}
+    elif bfd is False:
+        body["bfd"] = None
+    elif bfd is not None:
+        body["bfd"] = dict(bfd)
+    return body
 
 
 def _filter(bond: str | None, port: int | None) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import sqlite3
 
 import pytest
 
+from clients.cli import bfd_setting, main, parser, render_bond
+from clients.client import _bond_body
 from ryu_lag.bfd import BfdSession, BondBfd, Discriminators, Encapsulation, encode_frame, source_port
 from ryu_lag.bfd.packet import OVS_UDP_PORT
 from tests.rest.conftest import DPID, DPID_S, Rig, error_of, port_mac
@@ -89,8 +91,8 @@ def partner_frame(packet) -> bytes:
     return encode_frame(Encapsulation.ovs(), "02:00:00:00:00:99", source_port(900), packet)
 
 
-def test_member_bfd_status(connected: Rig):
-    """The member view of a bond whose runtime holds a BondBfd (as the service will): member 1 Up, member 2 not."""
+def bond_with_status(connected: Rig) -> dict:
+    """``GET`` of a bond whose runtime holds a BondBfd (as the service will): member 1 Up, member 2 not."""
     connected.put(BOND0, {"ports": [1, 2], "bfd": {}})
     bond = connected.service.switches[DPID].bonds["bond0"]
     config = connected.service.configs[DPID]["bond0"].bfd
@@ -112,7 +114,11 @@ def test_member_bfd_status(connected: Rig):
     bfd.receive_frame(1, b"garbage", now)
     last_rx = bfd.members[1].session.counters.last_rx
     connected.clock.now = last_rx + 0.25
-    members = {m["port"]: m["bfd"] for m in connected.get(BOND0).json["members"]}
+    return connected.get(BOND0).json
+
+
+def test_member_bfd_status(connected: Rig):
+    members = {m["port"]: m["bfd"] for m in bond_with_status(connected)["members"]}
     up, never = members[1], members[2]
     assert up["state"] == "up" and up["remote_state"] == "up"
     assert (up["local_discriminator"], up["remote_discriminator"]) == (40, 900)
@@ -137,3 +143,54 @@ def test_openapi_documents_bfd(connected: Rig):
     assert schemas["BfdInput"]["properties"]["multiplier"]["maximum"] == 255
     assert schemas["BondConfig"]["properties"]["bfd"]["nullable"]
     assert "bfd" in schemas["Member"]["required"]
+
+
+# ---- lagctl and the client ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("options", "bfd", "body"),
+    [
+        ([], None, None),
+        (["--bfd"], {}, DEFAULTS),
+        (["--bfd-min-tx", "50", "--bfd-multiplier", "5"], {"min_tx_ms": 50, "multiplier": 5},
+         {**DEFAULTS, "min_tx_ms": 50, "multiplier": 5}),
+        (["--bfd", "--bfd-min-rx", "300", "--bfd-encapsulation", "rfc7130"],
+         {"min_rx_ms": 300, "encapsulation": "rfc7130"},
+         {**DEFAULTS, "min_rx_ms": 300, "encapsulation": "rfc7130", "dst_mac": "01:00:5e:90:00:01"}),
+        (["--no-bfd"], False, None),
+    ],
+)
+def test_lagctl_bfd_options_make_the_body_the_api_stores(connected: Rig, options, bfd, body):
+    args = parser().parse_args(["put", DPID_S, "bond0", "--ports", "1", "2", *options])
+    assert bfd_setting(args) == bfd
+    request = _bond_body([1, 2], {"rate": None, "bfd": bfd_setting(args)})
+    if bfd is None:
+        assert "bfd" not in request
+    else:
+        assert request["bfd"] == (None if bfd is False else bfd)
+    connected.put(BOND0, {"ports": [1, 2], "bfd": {"min_tx_ms": 20}})  # on before: every case replaces it
+    assert connected.put(BOND0, request).status_code == 200
+    assert stored(connected)["bond0"]["bfd"] == body
+
+
+def test_lagctl_create_takes_the_bfd_options_but_not_no_bfd(capsys):
+    args = parser().parse_args(["create", DPID_S, "--ports", "1", "--bfd-min-tx", "30"])
+    assert bfd_setting(args) == {"min_tx_ms": 30}
+    with pytest.raises(SystemExit) as exc:
+        parser().parse_args(["create", DPID_S, "--ports", "1", "--no-bfd"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("options", [["--no-bfd", "--bfd"], ["--no-bfd", "--bfd-multiplier", "4"]])
+def test_lagctl_refuses_no_bfd_with_bfd_options(options, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["put", DPID_S, "bond0", "--ports", "1", *options])
+    assert exc.value.code == 2 and "--no-bfd cannot go with" in capsys.readouterr().err
+
+
+def test_lagctl_show_prints_each_members_bfd(connected: Rig):
+    text = render_bond(bond_with_status(connected))
+    assert "bfd ovs min_tx 100 ms  min_rx 100 ms  multiplier 3  to 00:23:20:00:00:01 169.254.1.1 -> 169.254.1.0" in text
+    rows = {line.split()[0]: line for line in text.splitlines()[-2:]}
+    assert rows["1"].split()[1:4] == ["up", "up", "40/900"] and "BFD Up: the member carries traffic" in rows["1"]
+    assert rows["2"].split()[1:3] == ["down", "down"] and "the partner runs no BFD" in rows["2"]
+    assert "bfd" not in render_bond(connected.put(BOND0, {"ports": [1, 2]}).json)
