@@ -136,6 +136,14 @@ def encode_port(dpid: int, port: int) -> bytes:
                       _PORT_FEATURES, 0, _PORT_SPEED_KBPS, _PORT_SPEED_KBPS)
 
 
+OFPPR_ADD, OFPPR_DELETE = 0, 1
+
+
+def port_status(dpid: int, port: int, reason: int) -> bytes:
+    """A PORT_STATUS saying ``port`` was added (OFPPR_ADD, link up) or deleted (OFPPR_DELETE)."""
+    return message(OFPT.PORT_STATUS, bytes([reason]) + bytes(7) + encode_port(dpid, port))
+
+
 def packet_in(in_port: int, frame: bytes, reason: int = OFPR_NO_MATCH, xid: int = 0) -> bytes:
     """A PACKET_IN of ``frame`` from ``in_port``: no buffer, match on in_port only."""
     body = (_PACKET_IN.pack(OFP_NO_BUFFER, len(frame), reason, 0, 0)
