@@ -212,11 +212,6 @@ class BfdUpdate:
     gate_changes: list[tuple[int, bool]] = field(default_factory=list)
     state_changes: list[tuple[int, StateChange]] = field(default_factory=list)
 
-    def extend(self, other: BfdUpdate) -> None:
-        self.transmit.extend(other.transmit)
-        self.gate_changes.extend(other.gate_changes)
-        self.state_changes.extend(other.state_changes)
-
 
 class BondBfd:
     """The BFD sessions of one bond's members.
