@@ -270,3 +270,37 @@ def test_bad_instance_ids_are_refused(endpoints: list[tuple[str, int]]) -> None:
             Election(endpoints, bad)
     with pytest.raises(ValueError, match="endpoint"):
         Election([], "a")
+
+
+def test_losing_one_etcd_member_changes_no_master() -> None:
+    """Three members; the leader, which both instances talk to first, is killed: the steps go on
+    through the other members, and every switch keeps its master and generation."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(etcdlab, "ELECTION_MS", FAST_ELECTION_MS)
+        with etcdlab.etcd_cluster(3) as trio:
+            leader = trio.leader()
+            ordered = [(etcdlab.LOOPBACK, leader.client_port)]
+            ordered += [e for e in trio.endpoints if e[1] != leader.client_port]
+            pair = [Election(ordered, name) for name in ("a", "b")]
+            since = time.monotonic()
+            connected = dict.fromkeys(range(1, 5), since)
+            for each in pair:
+                each.register(connected)
+            for _ in range(2):
+                for each in pair:
+                    result = each.step(time.monotonic(), connected)
+            before = dict(result.view.masters)
+            assert len(before) == 4
+            leader.kill()
+            unreachable = 0
+            end = time.monotonic() + 3 * LEASE_TTL + 1
+            while time.monotonic() < end:
+                for each in pair:
+                    result = each.step(time.monotonic(), connected)
+                    unreachable += not result.reachable
+                    assert not result.lease_lost and result.won == {}
+                time.sleep(STEP_INTERVAL)
+            assert result.reachable and dict(result.view.masters) == before
+            assert unreachable <= 4  # at most the steps during the new leader's election
+            for each in pair:
+                each.close()
