@@ -68,6 +68,7 @@ members stays within LEASE_TTL even when two of them hang."""
 _RETRIED = (ConnectionFailedError, ConnectionTimeoutError, InternalServerError, requests.RequestException, ValueError)
 _DPID_HEX_LEN = 16
 _LEASE_NOT_FOUND = "requested lease not found"  # etcd's refusal of a write on an expired lease
+_LEASE_GONE = "election: lease of %s expired at etcd; its masterships are gone"
 
 
 class EtcdUnavailable(Exception):
@@ -106,12 +107,17 @@ class StepResult:
 
 
 class Election:
-    """One instance's side of the election: its lease, its instance key, its claims."""
+    """One instance's side of the election: its lease, its instance key, its claims.
+
+    Not thread-safe: one green thread steps it (the caller's election loop).
+    """
 
     def __init__(self, endpoints: Sequence[tuple[str, int]], instance_id: str, url: str = "", *,
                  ttl: int = LEASE_TTL) -> None:
         if not endpoints:
             raise ValueError("election: no etcd endpoint")
+        if ttl < 1:
+            raise ValueError(f"election: lease TTL {ttl} s: etcd leases last whole seconds, at least 1")
         if not mastership.valid_instance_id(instance_id):
             raise ValueError(f"election: bad instance id {instance_id!r} (letters, digits, '.', '_', '-'; at most 64)")
         self.instance_id = instance_id
@@ -143,7 +149,7 @@ class Election:
                 self.register(connected_since)
             elif not self.keepalive():
                 lease_lost = True
-                LOG.warning("election: lease of %s expired at etcd; its masterships are gone", self.instance_id)
+                LOG.warning(_LEASE_GONE, self.instance_id)
                 self.register(connected_since)
             elif frozenset(connected_since) != self._published:
                 self.publish(connected_since)
@@ -168,7 +174,7 @@ class Election:
             LOG.warning("election: %s", exc)
             return StepResult(False, self._view)
         except LeaseExpired:  # between our renewal and a write: the next step takes a new lease
-            LOG.warning("election: lease of %s expired at etcd; its masterships are gone", self.instance_id)
+            LOG.warning(_LEASE_GONE, self.instance_id)
             self._lease = None
             return StepResult(True, self._view, lease_lost=True)
         self._view = ClusterView(view.revision, view.instances, masters)
@@ -191,8 +197,11 @@ class Election:
             return False
         reply = self._post("lease/keepalive", {"ID": self._lease})
         result = reply.get("result")
-        if isinstance(result, dict) and int(result.get("TTL", 0)) > 0:
-            return True
+        try:
+            if isinstance(result, dict) and int(result.get("TTL", 0)) > 0:
+                return True
+        except ValueError as exc:
+            raise EtcdUnavailable(f"lease keepalive: unexpected reply {reply!r}") from exc
         self._lease = None
         return False
 

@@ -270,6 +270,8 @@ def test_bad_instance_ids_are_refused(endpoints: list[tuple[str, int]]) -> None:
             Election(endpoints, bad)
     with pytest.raises(ValueError, match="endpoint"):
         Election([], "a")
+    with pytest.raises(ValueError, match="TTL"):
+        Election(endpoints, "a", ttl=0)
 
 
 def test_losing_one_etcd_member_changes_no_master() -> None:
