@@ -183,7 +183,10 @@ _SCHEMAS: dict[str, Any] = {
             "config": _ref("BondConfig"),
             "applied": {"type": "boolean", "description": "the switch is connected and the bond programmed"},
             "up": {"type": "boolean", "description": "at least min_links members distribute"},
-            "distributing": {"type": "integer", "minimum": 0, "description": "members distributing now"},
+            "distributing": {
+                "type": "integer", "minimum": 0,
+                "description": "members distributing now (BFD, when on, not holding them out)",
+            },
             "group_id": _nullable({"type": "integer"}),
             "actor_system": _nullable(_MAC),
             "partner": _nullable_ref("PartnerSystem", "the partner the aggregator chose"),
@@ -219,7 +222,10 @@ _SCHEMAS: dict[str, Any] = {
                 "enum": ["selected", "unselected", "standby"],
                 "description": "standby: held back, our Synchronization bit off, because fewer than min_links members can aggregate",
             },
-            "enabled": {"type": "boolean", "description": "the member carries traffic (distributing)"},
+            "enabled": {
+                "type": "boolean",
+                "description": "the member carries traffic: distributing, and BFD (when on) lets it",
+            },
             "reason": {"type": "string", "description": "why the member is (not) carrying traffic"},
             "rx_state": _nullable(
                 {"type": "string", "enum": ["port_disabled", "expired", "defaulted", "current"]}

@@ -85,6 +85,8 @@ def bond_view(service: LagService, config: BondConfig, now: float) -> dict[str, 
             "members": [_absent_member(port) for port in config.ports],
         }
     engine = bond.engine
+    bfd = getattr(bond, "bfd", None)
+    distributing = sum(1 for port, m in engine.members.items() if m.distributing and _gate_open(bfd, port))
     partner = None
     if engine.partner_id is not None:
         priority, system, key = engine.partner_id
@@ -94,8 +96,8 @@ def bond_view(service: LagService, config: BondConfig, now: float) -> dict[str, 
         "name": config.name,
         "config": config_view(config),
         "applied": True,
-        "up": engine.is_up(),
-        "distributing": engine.distributing_count(),
+        "up": distributing >= max(1, bond.config.min_links),
+        "distributing": distributing,
         "group_id": bond.group_id,
         "actor_system": engine.system,
         "partner": partner,
@@ -116,17 +118,28 @@ def selection(member: Member) -> str:
     return "selected"
 
 
+def _gate_open(bfd: BondBfd | None, port: int) -> bool:
+    """Whether BFD lets a member carry traffic (always, when the bond runs no BFD)."""
+    return bfd is None or bfd.gate_open(port)
+
+
 def member_view(bond: BondRuntime, port: int, now: float) -> dict[str, Any]:
-    """One member's LACP status, and its BFD status (null when the bond runs no BFD)."""
+    """One member's LACP status, and its BFD status (null when the bond runs no BFD).
+
+    ``enabled`` and ``reason`` count BFD in: a member LACP lets distribute is not enabled
+    while BFD holds it out, and the reason is then BFD's.
+    """
     member = bond.engine.members[port]
+    bfd = getattr(bond, "bfd", None)
+    held_out = member.enabled and not _gate_open(bfd, port)
     last_rx = member.counters.last_rx
     return {
         "port": port,
         "link": "up" if member.link_up else "down",
         "mux": member.mux.value,
         "selection": selection(member),
-        "enabled": member.enabled,
-        "reason": bond.engine.reason(port),
+        "enabled": member.enabled and not held_out,
+        "reason": bfd.reason(port) if held_out and bfd is not None else bond.engine.reason(port),
         "rx_state": member.rx_state.value,
         "lacp_timeout": int(member.lacp_timeout_seconds()),
         "since_last_lacpdu": round(max(0.0, now - last_rx), 3) if last_rx is not None else None,
@@ -138,7 +151,7 @@ def member_view(bond: BondRuntime, port: int, now: float) -> dict[str, Any]:
             "bad_rx": member.counters.bad_rx,
             "expirations": member.counters.expirations,
         },
-        "bfd": bfd_member_view(bfd, port, now) if (bfd := getattr(bond, "bfd", None)) is not None else None,
+        "bfd": bfd_member_view(bfd, port, now) if bfd is not None else None,
     }
 
 

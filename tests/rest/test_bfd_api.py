@@ -194,3 +194,24 @@ def test_lagctl_show_prints_each_members_bfd(connected: Rig):
     assert rows["1"].split()[1:4] == ["up", "up", "40/900"] and "BFD Up: the member carries traffic" in rows["1"]
     assert rows["2"].split()[1:3] == ["down", "down"] and "the partner runs no BFD" in rows["2"]
     assert "bfd" not in render_bond(connected.put(BOND0, {"ports": [1, 2]}).json)
+
+
+def test_a_member_bfd_holds_out_is_not_enabled_and_says_why(connected: Rig):
+    connected.attach_partner([1, 2])
+    connected.put(BOND0, {"ports": [1, 2], "bfd": {}})  # what bond_with_status puts: no change there
+    connected.run(5.0)
+    assert connected.get(BOND0).json["distributing"] == 2
+    bond_with_status(connected)  # member 1's session Up, member 2's never
+    bfd = connected.service.switches[DPID].bonds["bond0"].bfd
+    last_rx = bfd.members[1].session.counters.last_rx
+    update = bfd.tick(last_rx + 0.31)  # three missed packets: detection time expired
+    assert update.gate_changes == [(1, False)]
+    connected.clock.now = last_rx + 0.31
+    bond = connected.get(BOND0).json
+    assert bond["distributing"] == 1 and bond["up"]
+    held, free = bond["members"]
+    assert held["mux"] == "distributing" and not held["enabled"] and not held["bfd"]["gate_open"]
+    assert held["reason"] == held["bfd"]["reason"] == (
+        "BFD session Down (control detection time expired): the member is out of the bond until BFD is Up again"
+    )
+    assert free["enabled"] and free["reason"] == "distributing"
