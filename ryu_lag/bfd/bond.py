@@ -264,7 +264,7 @@ class BondBfd:
         member = self.members[port]
         session = member.session
         if not member.link_up:
-            return "link down: the BFD session waits for it (held AdminDown)"
+            return "link down: the BFD session waits for the link to come up"
         if member.armed:
             if session.state is State.UP:
                 return "BFD Up: the member carries traffic while LACP distributes"
