@@ -39,7 +39,7 @@ def test_post_minimal_creates_with_defaults(connected: Rig):
     assert bond["dpid"] == DPID_S and bond["name"] == "bond0"
     assert bond["config"] == {
         "name": "bond0", "ports": [1, 2], "key": 1, "mode": "active", "rate": "slow",
-        "system_priority": 32768, "port_priority": 32768, "min_links": 1, "system": None,
+        "system_priority": 32768, "port_priority": 32768, "min_links": 1, "system": None, "bfd": None,
     }
     assert bond["applied"] and bond["group_id"] == BOND_GROUP_MIN and bond["actor_system"] == SWITCH_SYSTEM
     assert [m["port"] for m in bond["members"]] == [1, 2]
@@ -57,7 +57,7 @@ def test_post_generates_name_and_key_and_takes_every_field(connected: Rig):
     }
     r = connected.post(f"/lag/{DPID_S}", body)
     assert r.status_code == 201 and r.headers["Location"].endswith(f"/lag/{DPID_S}/uplink")
-    assert r.json["config"] == {**body, "system": "02:aa:00:00:00:01"}
+    assert r.json["config"] == {**body, "system": "02:aa:00:00:00:01", "bfd": None}
     assert r.json["actor_system"] == "02:aa:00:00:00:01"
     actor = member(r.json, 3)["actor"]
     assert (actor["system_priority"], actor["key"], actor["port_priority"]) == (100, 42, 200)
