@@ -11,6 +11,7 @@ from typing import Any
 
 from ryu_lag.bfd import BfdConfig, EncapsulationKind, State
 from ryu_lag.bfd.bond import DEFAULT_DST_MAC, MAX_INTERVAL_MS, MAX_MULTIPLIER, MIN_INTERVAL_MS, MIN_MULTIPLIER
+from rest import server
 from ryu_lag.config import MAX_MEMBER_PORT, MAX_MEMBERS, MAX_PORT, NAME_RE
 
 _VERSION = "1.0.0"
@@ -76,7 +77,7 @@ _SCHEMAS: dict[str, Any] = {
                             "invalid_field", "malformed_json", "invalid_dpid", "unauthorized", "unknown_switch",
                             "unknown_bond", "not_found", "method_not_allowed", "conflict", "payload_too_large",
                             "unsupported_media_type", "unknown_port", "internal_error", "store_unavailable",
-                            "forbidden_origin", "forbidden_host",
+                            "forbidden_origin", "forbidden_host", *sorted(set(server.ERROR_CODES.values())),
                         ],
                     },
                     "message": {"type": "string"},
@@ -286,7 +287,7 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 _ERRORS = {
-    400: "invalid JSON, field or query parameter (unknown ones too)",
+    400: "invalid JSON, field, query parameter (unknown ones too) or dpid",
     401: "missing or invalid bearer token",
     403: "a web page's request: Origin not the API's own or Sec-Fetch-Site cross-site (forbidden_origin), "
     "or, without a token, a Host that does not name the API (forbidden_host: DNS rebinding)",
@@ -346,13 +347,13 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getSwitch",
             "summary": "A switch, its ports and all its bonds with member status",
-            "responses": _responses({200: _json("Switch", "the switch")}, 404),
+            "responses": _responses({200: _json("Switch", "the switch")}, 400, 404),
         },
         "post": {
             "operationId": "createBond",
             "summary": "Create a bond (the switch need not be connected yet)",
             "requestBody": _BODY,
-            "responses": _responses({201: _json("Bond", "created", _LOCATION)}, 400, 409, 413, 415, 422, 503),
+            "responses": _responses({201: _json("Bond", "created", _LOCATION)}, 400, 404, 409, 413, 415, 422, 503),
         },
     },
     "/lag/{dpid}/{bond}": {
@@ -360,7 +361,7 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getBond",
             "summary": "A bond with member status",
-            "responses": _responses({200: _json("Bond", "the bond")}, 404),
+            "responses": _responses({200: _json("Bond", "the bond")}, 400, 404),
         },
         "put": {
             "operationId": "putBond",
@@ -375,13 +376,13 @@ _PATHS: dict[str, Any] = {
             "requestBody": _BODY,
             "responses": _responses(
                 {200: _json("Bond", "replaced or unchanged"), 201: _json("Bond", "created", _LOCATION)},
-                400, 409, 413, 415, 422, 503,
+                400, 404, 409, 413, 415, 422, 503,
             ),
         },
         "delete": {
             "operationId": "deleteBond",
             "summary": "Delete a bond: its ports become plain ports, its group and flows are gone",
-            "responses": _responses({204: {"description": "deleted"}}, 404, 503),
+            "responses": _responses({204: {"description": "deleted"}}, 400, 404, 503),
         },
     },
     "/lag/{dpid}/macs": {
@@ -436,7 +437,9 @@ _DOCUMENT: dict[str, Any] = {
             "support answers 405 with Allow; OPTIONS answers 204 with Allow; GET paths answer HEAD. "
             "With a token configured, every path but /metrics needs 'Authorization: Bearer TOKEN'. "
             "Every path refuses a web page's cross-site request and, without a token, a Host that "
-            "does not name the API (403)."
+            "does not name the API (403). The HTTP server's own refusals are JSON errors too: "
+            "408 request_timeout (headers or body too slow), 413, 414 uri_too_long, 431 headers_too_large, "
+            "501 not_implemented, 503 too_many_connections, 505 http_version_not_supported."
         ),
     },
     "paths": _PATHS,
