@@ -28,6 +28,7 @@ from typing import Iterable
 
 from typing import Any
 
+from ryu_lag.bfd import BfdUpdate, BondBfd, Discriminators, is_bfd_frame
 from ryu_lag.config import BondConfig, ConfigError
 from ryu_lag.lacp import LacpBond, Lacpdu, LacpState, MemberSession, Update
 from ryu_lag.lacp.member import SHORT_TIMEOUT_TIME
@@ -139,6 +140,8 @@ class BondRuntime:
     engine: LacpBond
     enabled: set[int] = field(default_factory=set)  # members distributing now
     wake_at: float = field(default=math.inf, init=False)  # when the service's timer heap ticks the engine next
+    bfd: BondBfd | None = None  # BFD on the members; None: off
+    bfd_wake_at: float = field(default=math.inf, init=False)  # when the BFD timer heap ticks it next
 
 
 @dataclass
@@ -202,6 +205,8 @@ class LagService:
         # (time, order, switch, bond): when each bond's engine has a timer due; stale entries are skipped
         self._lacp_timers: list[tuple[float, int, SwitchRuntime, BondRuntime]] = []
         self._timer_order = itertools.count()
+        self._bfd_timers: list[tuple[float, int, SwitchRuntime, BondRuntime]] = []
+        self._bfd_discriminators = Discriminators()
         self._leave_timers: list[tuple[float, int, int]] = []  # (time, dpid, port): when a leaving port becomes plain
 
     # ---- configuration ---------------------------------------------------
@@ -358,6 +363,9 @@ class LagService:
         effects.send(dpid, runtime.switch.resume(physical, meters, wanted, observed))
         for bond, update in resumed:  # the switch has their roles already: this sends their LACPDUs
             self._engine_update(runtime, bond, update, effects)
+            for port in bond.config.ports:
+                if port in physical and physical[port].up:
+                    self._bfd_link(runtime, bond, port, True, now, effects)
         return effects
 
     def switch_disconnected(self, dpid: int) -> Effects:
@@ -387,6 +395,7 @@ class LagService:
         if bond is None:
             return effects
         self._engine_update(runtime, bond, bond.engine.set_link(port.port, port.up, now), effects)
+        self._bfd_link(runtime, bond, port.port, port.up, now, effects)
         return effects
 
     def port_deleted(self, dpid: int, port_no: int, now: float) -> Effects:
@@ -400,6 +409,7 @@ class LagService:
         bond = runtime.bond_of_port(port_no)
         if bond is not None:
             self._engine_update(runtime, bond, bond.engine.set_link(port_no, False, now), effects)
+            self._bfd_link(runtime, bond, port_no, False, now, effects)
         return effects
 
     def packet_in(self, dpid: int, in_port: int, data: bytes, now: float) -> Effects:
@@ -414,6 +424,10 @@ class LagService:
                 self._engine_update(runtime, bond, bond.engine.receive_frame(in_port, data, now), effects)
             elif in_port in runtime.leaving and partner_let_go(data):
                 self._release(runtime, in_port, effects)
+            return effects
+        bond = runtime.bond_of_port(in_port)
+        if bond is not None and bond.bfd is not None and is_bfd_frame(data, bond.bfd.config):
+            self._bfd_update(runtime, bond, bond.bfd.receive_frame(in_port, data, now), effects)
             return effects
         eth_dst, eth_src = mac_to_str(data[0:6]), mac_to_str(data[6:12])
         effects.send(dpid, runtime.switch.packet_in(in_port, eth_src, eth_dst))
@@ -445,6 +459,17 @@ class LagService:
                 effects.errors.append(f"switch {runtime.dpid:016x} bond {bond.config.name}: LACP timers failed: {exc!r}")
                 bond.wake_at = now + TIMER_RETRY
                 heapq.heappush(self._lacp_timers, (bond.wake_at, next(self._timer_order), runtime, bond))
+        bfd_timers = self._bfd_timers
+        bfd_due = []
+        while bfd_timers and bfd_timers[0][0] <= now:
+            bfd_due.append(heapq.heappop(bfd_timers))
+        for wake_at, _, runtime, bond in bfd_due:
+            if bond.bfd_wake_at != wake_at or runtime.bonds.get(bond.config.name) is not bond or bond.bfd is None:
+                continue
+            if self.switches.get(runtime.dpid) is not runtime:
+                continue
+            bond.bfd_wake_at = math.inf
+            self._bfd_update(runtime, bond, bond.bfd.tick(now), effects)
         leave = self._leave_timers
         while leave and leave[0][0] <= now:
             _, dpid, port = heapq.heappop(leave)
@@ -453,13 +478,22 @@ class LagService:
                 self._release(runtime, port, effects)
         return effects
 
+    def next_deadline(self) -> float:
+        """When ``tick`` next has something to do (it may be early, never late); inf when nothing is scheduled."""
+        return min(
+            self._lacp_timers[0][0] if self._lacp_timers else math.inf,
+            self._bfd_timers[0][0] if self._bfd_timers else math.inf,
+            self._leave_timers[0][0] if self._leave_timers else math.inf,
+        )
+
     # ---- internals ---------------------------------------------------------
     def _new_bond(self, runtime: SwitchRuntime, config: BondConfig, group_id: int | None) -> BondRuntime:
         """A bond's runtime with its saved group id when that is free, else the smallest free one."""
         used = {b.group_id for b in runtime.bonds.values()}
         if group_id is None or group_id in used:
             group_id = next(g for g in range(BOND_GROUP_MIN, BOND_GROUP_MAX + 1) if g not in used)
-        bond = BondRuntime(config, group_id, LacpBond(config.settings(), config.system or runtime.system, config.ports))
+        bfd = BondBfd(config.bfd, config.ports, self._bfd_discriminators) if config.bfd is not None else None
+        bond = BondRuntime(config, group_id, LacpBond(config.settings(), config.system or runtime.system, config.ports), bfd=bfd)
         runtime.bonds[config.name] = bond
         return bond
 
@@ -475,6 +509,7 @@ class LagService:
             desc = runtime.ports.get(port)
             if desc is not None and desc.up:
                 self._engine_update(runtime, bond, bond.engine.set_link(port, True, now), effects)
+                self._bfd_link(runtime, bond, port, True, now, effects)
 
     def _reconfigure(self, runtime: SwitchRuntime, bond: BondRuntime, config: BondConfig, now: float, effects: Effects) -> None:
         """Apply a changed configuration with the same key and system to a live bond: only what changed."""
@@ -496,10 +531,23 @@ class LagService:
             runtime.leaving[port] = now + LEAVE_TIMEOUT
             heapq.heappush(self._leave_timers, (now + LEAVE_TIMEOUT, runtime.dpid, port))
         self._engine_update(runtime, bond, update, effects)
+        if config.bfd is None and bond.bfd is not None:
+            held_out = [(p, True) for p in bond.bfd.ports if p in bond.engine.members and not bond.bfd.gate_open(p)]
+            bond.bfd = None
+            self._bfd_update(runtime, bond, BfdUpdate(gate_changes=held_out), effects)
+        elif config.bfd is not None and bond.bfd is None:
+            bond.bfd = BondBfd(config.bfd, config.ports, self._bfd_discriminators)
+            for port in config.ports:
+                desc = runtime.ports.get(port)
+                if desc is not None and desc.up and port not in added:
+                    self._bfd_link(runtime, bond, port, True, now, effects)
+        elif config.bfd is not None and bond.bfd is not None:
+            self._bfd_update(runtime, bond, bond.bfd.reconfigure(config.bfd, config.ports, now), effects)
         for port in sorted(added):
             desc = runtime.ports.get(port)
             if desc is not None and desc.up:
                 self._engine_update(runtime, bond, bond.engine.set_link(port, True, now), effects)
+                self._bfd_link(runtime, bond, port, True, now, effects)
 
     def _unapply(self, runtime: SwitchRuntime, name: str, effects: Effects) -> None:
         bond = runtime.bonds.pop(name, None)
@@ -529,13 +577,34 @@ class LagService:
         for change in update.changes:
             if change.port not in members:
                 continue  # removed from the bond: it is leaving (see _reconfigure)
-            effects.send(
-                runtime.dpid,
-                runtime.switch.set_member(bond.group_id, change.port, change.collecting, change.distributing),
-            )
-            if change.distributing != (change.port in bond.enabled):
-                bond.enabled.symmetric_difference_update({change.port})
-                effects.member_events.append(MemberEvent(runtime.dpid, change.port, change.distributing))
+            self._set_member(runtime, bond, change.port, change.collecting, change.distributing, effects)
+
+    def _set_member(self, runtime: SwitchRuntime, bond: BondRuntime, port: int, collecting: bool,
+                    lacp_distributing: bool, effects: Effects) -> None:
+        """A member distributes while LACP says so and BFD (when on) lets it."""
+        distributing = lacp_distributing and (bond.bfd is None or bond.bfd.gate_open(port))
+        effects.send(runtime.dpid, runtime.switch.set_member(bond.group_id, port, collecting, distributing))
+        if distributing != (port in bond.enabled):
+            bond.enabled.symmetric_difference_update({port})
+            effects.member_events.append(MemberEvent(runtime.dpid, port, distributing))
+
+    def _bfd_link(self, runtime: SwitchRuntime, bond: BondRuntime, port: int, up: bool, now: float,
+                  effects: Effects) -> None:
+        if bond.bfd is None:
+            return
+        desc = runtime.ports.get(port)
+        self._bfd_update(runtime, bond, bond.bfd.set_link(port, up, now, desc.mac if desc else None), effects)
+
+    def _bfd_update(self, runtime: SwitchRuntime, bond: BondRuntime, update: BfdUpdate, effects: Effects) -> None:
+        """Send a BFD update's frames, apply its gate changes, schedule its next timer."""
+        effects.messages.extend((runtime.dpid, PacketOut(port, frame)) for port, frame in update.transmit)
+        for port, _ in update.gate_changes:
+            member = bond.engine.members.get(port)
+            if member is not None:
+                self._set_member(runtime, bond, port, member.collecting, member.enabled, effects)
+        if bond.bfd is not None and bond.bfd.deadline < bond.bfd_wake_at:
+            bond.bfd_wake_at = bond.bfd.deadline
+            heapq.heappush(self._bfd_timers, (bond.bfd_wake_at, next(self._timer_order), runtime, bond))
 
 
 def partner_let_go(frame: bytes) -> bool:
