@@ -13,7 +13,8 @@ process exits within ``STOP_DEADLINE`` seconds whatever else is going on.
 
 Two rules keep LACP timely under load:
 
-- A LACPDU packet-in is handled at once in the packet-in handler; any other
+- A LACPDU packet-in (or a BFD one on a member running BFD) is handled at once
+  in the packet-in handler; any other
   packet-in (learning) goes to a bounded queue that its own green thread works
   off ``LEARN_BUDGET`` at a time, yielding between rounds. A full queue drops
   the newest and counts it (``learn_dropped[QUEUE_FULL]`` of the switch).
@@ -50,6 +51,7 @@ from ryu.ofproto import ofproto_v1_3
 
 from rest.api import install as install_rest_api
 from ryu_lag import ofp_wire, options
+from ryu_lag.bfd import is_bfd_frame
 from ryu_lag.config import BondConfig
 from ryu_lag.lacp.pdu import ETH_TYPE_SLOW, SLOW_PROTOCOLS_MAC, mac_to_bytes
 from ryu_lag.ofp_read import flows_from_stats, groups_from_desc, meters_from_config
@@ -338,7 +340,16 @@ class LagApp(app_manager.RyuApp):
                             ", ".join(f"{k} {v}" for k, v in sorted(runtime.switch.learn_dropped.items())),
                             runtime.switch.mac_count(), "on" if runtime.switch.learning else "paused (table full)")
 
-    # ---- learning, behind LACP ---------------------------------------------------
+    # ---- learning, behind LACP and BFD ---------------------------------------------
+    def _is_control(self, dpid: int, in_port: int, data: bytes) -> bool:
+        """Whether a packet-in is a LACPDU, or a BFD control frame on a member of a bond running BFD:
+        handled at once, never queued behind learning."""
+        if is_lacpdu(data):
+            return True
+        runtime = self.service.switches.get(dpid)
+        bond = runtime.bond_of_port(in_port) if runtime is not None else None
+        return bond is not None and bond.bfd is not None and is_bfd_frame(data, bond.bfd.config)
+
     def _learner(self) -> None:
         """Work off the learning queue, LEARN_BUDGET packet-ins at a time, yielding in between."""
         while self.is_active:
@@ -532,7 +543,7 @@ class LagApp(app_manager.RyuApp):
         if datapath.id not in self.datapaths:
             return
         data = bytes(msg.data)
-        if is_lacpdu(data):
+        if self._is_control(datapath.id, msg.match["in_port"], data):
             self.execute(self.service.packet_in(datapath.id, msg.match["in_port"], data, time.monotonic()))
         elif len(self._learn_queue) < LEARN_QUEUE_MAX:
             self._learn_queue.append((datapath, msg.match["in_port"], data))

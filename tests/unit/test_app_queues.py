@@ -11,6 +11,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 
 from ryu_lag import app as shell
 from ryu_lag.app import LEARN_BUDGET, LEARN_QUEUE_MAX, OUTBOX_MAX_PDUS, OUTBOX_STUCK_TIMEOUT, LagApp
+from ryu_lag.bfd import BfdConfig, BondBfd, Discriminators
 from ryu_lag.config import BondConfig
 from ryu_lag.lacp import Lacpdu, LacpState, PortInfo, encode_frame
 from ryu_lag.lacp.pdu import NULL_PORT_INFO
@@ -45,10 +46,14 @@ class FakeOutbox:
         self.items.append((pdus_only, buf))
 
 
-def connected_app(tmp_path) -> tuple[LagApp, FakeDatapath]:
-    """A LagApp shell (no Ryu around it) over a real service with switch DPID and a fast bond on ports 1, 2."""
+def connected_app(tmp_path, bfd: bool = False) -> tuple[LagApp, FakeDatapath]:
+    """A LagApp shell (no Ryu around it) over a real service with switch DPID and a fast bond on ports 1, 2
+    (with BFD if asked)."""
     store = BondStore(str(tmp_path / "state.sqlite3"))
-    store.put(BondConfig.from_dict(DPID, {"name": "bond0", "ports": [1, 2], "rate": "fast"}, key=1))
+    body: dict = {"name": "bond0", "ports": [1, 2], "rate": "fast"}
+    if bfd:
+        body["bfd"] = {}
+    store.put(BondConfig.from_dict(DPID, body, key=1))
     app = LagApp.__new__(LagApp)
     app.service = LagService(store)
     datapath = FakeDatapath()
@@ -86,6 +91,19 @@ def test_a_lacpdu_is_handled_at_once_behind_a_full_learning_queue(tmp_path):
     assert app.learn_some() == LEARN_BUDGET  # one round's budget, oldest first
     assert runtime.switch.mac_count() == LEARN_BUDGET
     assert runtime.switch.macs()["02:00:00:00:00:00"] == 3
+
+
+def test_a_bfd_frame_on_a_member_running_bfd_is_handled_at_once_too(tmp_path):
+    app, datapath = connected_app(tmp_path, bfd=True)
+    for n in range(LEARN_QUEUE_MAX):
+        LagApp._packet_in(app, packet_in(datapath, 3, data_frame(n)))
+    peer = BondBfd(BfdConfig(), [1], Discriminators(500), jitter=lambda: 0.5)
+    ((port, frame),) = peer.set_link(1, True, 0.0, "02:00:00:00:09:01").transmit
+    LagApp._packet_in(app, packet_in(datapath, port, frame))
+    bfd = app.service.switches[DPID].bonds["bond0"].bfd
+    assert bfd is not None and bfd.members[1].session.remote_discriminator != 0  # it heard the peer already
+    LagApp._packet_in(app, packet_in(datapath, 3, frame))  # the same frame from a plain port: learning
+    assert len(app._learn_queue) == LEARN_QUEUE_MAX
 
 
 def test_the_outbox_drops_the_oldest_lacpdus_of_a_stuck_switch_never_a_mod():
