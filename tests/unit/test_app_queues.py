@@ -150,3 +150,21 @@ def test_meters_must_count_packets_with_a_drop_band():
     assert not shell.meters_count_packets(features(64, drop, ofp.OFPMF_KBPS | ofp.OFPMF_BURST))  # kbps only
     assert not shell.meters_count_packets(features(64, 1 << ofp.OFPMBT_DSCP_REMARK, ofp.OFPMF_PKTPS))
     assert not shell.meters_count_packets(features(0, drop, ofp.OFPMF_PKTPS))
+
+
+def test_sources_not_learned_are_logged_at_most_once_a_minute(tmp_path, caplog):
+    app, datapath = connected_app(tmp_path)
+    app._learn_drops_logged = {}
+    for n in range(LEARN_QUEUE_MAX + 3):
+        LagApp._packet_in(app, packet_in(datapath, 3, data_frame(n)))
+    with caplog.at_level("WARNING", logger="ryu_lag"):
+        app._log_learn_drops(100.0)
+        for n in range(5):
+            LagApp._packet_in(app, packet_in(datapath, 3, data_frame(n)))
+        app._log_learn_drops(130.0)  # more drops, but within the minute: nothing
+        app._log_learn_drops(160.0)
+        app._log_learn_drops(300.0)  # no new drops: nothing
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "3 sources not learned" in lines[0] and "queue_full 3" in lines[0]
+    assert "5 sources not learned" in lines[1] and "queue_full 8" in lines[1]
