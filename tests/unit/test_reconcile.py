@@ -43,6 +43,7 @@ from ryu_lag.switching import (
     is_our_group,
     is_our_meter,
     lacp_meter,
+    learn_meter,
 )
 
 from tests.unit.fakeoftable import FakeOFTable, ForwardResult
@@ -184,7 +185,7 @@ def test_macs_of_logical_ports_that_are_gone_are_forgotten_with_their_flows():
             (Table.ETH_DST, Match(eth_dst=H1)), (Table.ETH_DST, Match(metadata=bond_logical(B1), eth_dst=H1))} <= deleted
     assert not [e for e in switch.table.flows if e.cookie & LEARNED_COOKIE == LEARNED_COOKIE]
     assert set(switch.table.groups) == {B2, flood_from(B2), FLOOD_PLAIN, FLOOD_ALL}
-    assert set(switch.table.meters) == {lacp_meter(3)}
+    assert set(switch.table.meters) == {lacp_meter(3), learn_meter(bond_logical(B2)), *map(learn_meter, (1, 2, 5, 6))}
     assert switch.send(5, H5, H1).outputs == {1, 2, 6}  # flooded, B2 does not distribute
 
 
@@ -192,8 +193,8 @@ def test_resume_without_meters_deletes_ours_only():
     switch = with_foreign(installed(one_bond(), meters=True))
     msgs = switch.resume(one_bond(), meters=False)
     meter_msgs = [m for m in msgs if isinstance(m, MeterMod)]
-    assert meter_msgs == [MeterMod(lacp_meter(1), command=MeterCommand.DELETE),
-                          MeterMod(lacp_meter(2), command=MeterCommand.DELETE)]
+    ours = sorted([lacp_meter(1), lacp_meter(2), learn_meter(bond_logical(B1)), *map(learn_meter, (3, 4, 5, 6))])
+    assert meter_msgs == [MeterMod(m, command=MeterCommand.DELETE) for m in ours]
     assert msgs.index(meter_msgs[0]) > max(i for i, m in enumerate(msgs) if isinstance(m, FlowMod))
     assert switch.table.meters == {1: FOREIGN_METER}
     assert switch.lacpdu(1).controller and switch.lacpdu(1).meter is None

@@ -21,6 +21,8 @@ from ryu_lag.openflow import (
     GroupMod,
     Match,
     Message,
+    MeterCommand,
+    MeterMod,
     ObservedSwitch,
     Output,
     Table,
@@ -33,7 +35,9 @@ from ryu_lag.switching import (
     COOKIE_MASK,
     FLOOD_ALL,
     FLOOD_PLAIN,
+    OUR_IDS,
     lacp_meter,
+    learn_meter,
     LagSwitch,
     bond_group,
     bond_logical,
@@ -643,28 +647,32 @@ def test_removed_member_comes_back_plain_only_if_present(rig):
 
 def test_with_meters_each_member_punts_lacp_through_its_own_meter():
     rig = Rig(meters=True)
-    assert rig.table.meters == {}  # plain ports punt nothing: no meter
+    assert set(rig.table.meters) == {learn_meter(p) for p in PORTS}  # plain ports punt only to learn
     rig.apply(rig.lag.add_bond(BOND, [1, 2]))
-    assert set(rig.table.meters) == {lacp_meter(1), lacp_meter(2)} and lacp_meter(1) != lacp_meter(2)
+    assert set(rig.table.meters) == {lacp_meter(1), lacp_meter(2), learn_meter(BOND_LP), learn_meter(3),
+                                     learn_meter(4), learn_meter(5)} and lacp_meter(1) != lacp_meter(2)
     meter = rig.table.meters[lacp_meter(1)]
     assert meter.rate_pps == rig.lag.lacp_meter_pps and meter.burst >= 3  # LACP may send 3 PDUs at once
     assert rig.lacpdu(1).meter == lacp_meter(1) and rig.lacpdu(2).meter == lacp_meter(2)
-    assert rig.send(3, H3).meter is None  # only LACP is metered
+    assert rig.send(3, H3).meter == learn_meter(3)  # an unknown source: its port's learn meter
+    assert rig.send(3, H3).meter is None  # a known one is not metered
     rig.apply(rig.lag.add_bond(G + 7, [4]))
-    assert set(rig.table.meters) == {lacp_meter(1), lacp_meter(2), lacp_meter(4)}
+    assert {m for m in rig.table.meters if m & 0xFFFF0000 == OUR_IDS} == {lacp_meter(1), lacp_meter(2), lacp_meter(4)}
     msgs = rig.lag.remove_bond(BOND)
     rig.apply(msgs)
-    assert set(rig.table.meters) == {lacp_meter(4)}
-    kinds = [type(m).__name__ for m in msgs]  # a meter goes only once no flow uses it
-    assert "MeterMod" in kinds and kinds.index("MeterMod") > max(i for i, k in enumerate(kinds) if k == "FlowMod")
+    assert {m for m in rig.table.meters if m & 0xFFFF0000 == OUR_IDS} == {lacp_meter(4)}
+    last_flow = max(i for i, m in enumerate(msgs) if isinstance(m, FlowMod))  # a meter goes only once no flow uses it
+    gone = [i for i, m in enumerate(msgs) if isinstance(m, MeterMod) and m.command is MeterCommand.DELETE]
+    assert gone and min(gone) > last_flow
     assert rig.lacpdu(1).dropped and rig.lacpdu(4).meter == lacp_meter(4)
 
 
 def test_member_ports_must_fit_lacp_16_bits():
     rig = Rig(meters=True)
+    meters = dict(rig.table.meters)
     with pytest.raises(ValueError, match="not member ports"):
         rig.lag.add_bond(BOND, [1, 0x10000])
-    assert rig.lag.bonds() == {} and rig.table.meters == {}
+    assert rig.lag.bonds() == {} and rig.table.meters == meters
 
 
 def test_without_meters_nothing_references_one():
