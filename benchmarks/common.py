@@ -220,11 +220,17 @@ def machine() -> dict[str, Any]:
     }
 
 
-def bench_main(run: Callable[..., Result], description: str) -> None:
-    """The ``main()`` of a benchmark module: ``--quick``, run, print; exit 1 when a goal is missed."""
+def bench_main(
+    run: Callable[..., Result], description: str, options: Callable[[argparse.ArgumentParser], None] | None = None
+) -> None:
+    """The ``main()`` of a benchmark module: ``--quick``, run, print; exit 1 when a goal is missed.
+
+    ``options`` adds the module's own arguments; ``run`` gets each as a keyword (its ``dest``).
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a shorter run")
-    args = parser.parse_args()
-    result = run(quick=args.quick)
+    if options is not None:
+        options(parser)
+    result = run(**vars(parser.parse_args()))
     print_result(result)
     sys.exit(0 if all(g.met for g in result.goals) else 1)

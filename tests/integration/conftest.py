@@ -64,15 +64,22 @@ def build_classic(
     extra_ports: int = 0,
     max_backoff: int | None = None,
     relay: bool = False,
+    bfd: dict | None = None,
+    partner_bfd: bool = False,
 ) -> Classic:
     """The classic experiment; s1 (dpid 1) bonds ports 1,2 (plus ``extra_ports`` more members).
 
     ``max_backoff`` goes to s1's controller record; with ``relay`` s1 reaches the
-    controller through a ``TcpRelay`` of the lab.
+    controller through a ``TcpRelay`` of the lab. ``bfd`` is bond0's BFD setting (its
+    REST ``bfd`` object; off when None); with ``partner_bfd`` the partner runs Open
+    vSwitch's BFD (100 ms) on its bond members.
     """
     db = tmp / "state.sqlite3"
     ports = [1, 2] + [6 + i for i in range(extra_ports)]
-    store_bonds(db, (1, {"name": "bond0", "ports": ports, "rate": rate, "mode": mode}))
+    bond0 = {"name": "bond0", "ports": ports, "rate": rate, "mode": mode}
+    if bfd is not None:
+        bond0["bfd"] = bfd
+    store_bonds(db, (1, bond0))
     log = tmp / "ryu-lag.log"
     controller, of_port, api_port = lab.controller(db, log=log)
     tcp_relay = lab.relay(of_port) if relay else None
@@ -82,5 +89,5 @@ def build_classic(
     members = [lab.member_path(s1, 1, "1"), lab.member_path(s1, 2, "2")]
     h1 = lab.host("h1", "10.0.0.1", partner)
     others = [lab.host(f"h{i}", f"10.0.0.{i}", s1, i + 1) for i in (2, 3, 4)]
-    bond = lab.ovs_bond(partner, members, mode=partner_mode, fast=True)
+    bond = lab.ovs_bond(partner, members, mode=partner_mode, fast=True, bfd=partner_bfd)
     return Classic(lab, s1, partner, bond, members, h1, others, of_port, api_port, log, db, controller, tcp_relay)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 VENV_BIN = Path(sys.executable).parent
+BFD_INTERVAL_MS = 100  # the BFD intervals (min TX, min RX) tests run by default
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -190,14 +191,23 @@ class Lab:
         if partner_side:
             sh("ip", "link", "set", member.wire_partner_if, state)
 
-    def ovs_bond(self, br: str, members: list[Member], *, mode: str = "active", fast: bool = True) -> str:
-        """An Open vSwitch LACP bond over the members' partner interfaces, then normal switching."""
+    def ovs_bond(
+        self, br: str, members: list[Member], *, mode: str = "active", fast: bool = True, bfd: bool = False,
+        min_tx: int = BFD_INTERVAL_MS, min_rx: int = BFD_INTERVAL_MS,
+    ) -> str:
+        """An Open vSwitch LACP bond over the members' partner interfaces, then normal switching.
+
+        With ``bfd`` the partner runs BFD on each member interface (``ovs_bfd``): Open vSwitch
+        then takes a member out of the bond whenever its BFD session is not forwarding.
+        """
         ifs = [m.partner_if for m in members]
         bond = self.name("bond")
         sh(
             "ovs-vsctl", "add-bond", br, bond, *ifs, f"lacp={mode}",
             f"other_config:lacp-time={'fast' if fast else 'slow'}", "bond_mode=balance-slb",
         )
+        if bfd:
+            ovs_bfd(ifs, min_tx=min_tx, min_rx=min_rx)
         sh("ovs-ofctl", "-O", "OpenFlow13", "add-flow", br, "actions=NORMAL")
         return bond
 
@@ -281,6 +291,55 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def ovs_bfd(ifnames: list[str], *, min_tx: int = BFD_INTERVAL_MS, min_rx: int = BFD_INTERVAL_MS) -> None:
+    """Run Open vSwitch's BFD on interfaces ``ifnames`` (its encapsulation, multiplier 3; intervals in ms)."""
+    args = ["ovs-vsctl"]
+    for ifname in ifnames:
+        args += ["--", "set", "interface", ifname, "bfd:enable=true", f"bfd:min_tx={min_tx}", f"bfd:min_rx={min_rx}"]
+    sh(*args)
+
+
+def _show_fields(lines: list[str]) -> dict[str, str]:
+    """``Key Words: value`` lines as ``{"key_words": "value"}``."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        match = re.match(r"^([A-Za-z][\w -]*?):\s*(.*)$", line.strip())
+        if match:
+            fields[match.group(1).lower().replace(" ", "_").replace("-", "_")] = match.group(2).strip()
+    return fields
+
+
+def bfd_show(ifname: str) -> dict[str, str]:
+    """``ovs-appctl bfd/show IF``: its fields (``forwarding``, ``local_session_state``, ``remote_discriminator``...).
+
+    Empty when the interface runs no BFD (or does not exist).
+    """
+    return _show_fields(sh("ovs-appctl", "bfd/show", ifname, check=False).splitlines())
+
+
+def bond_show(bond: str) -> str:
+    return sh("ovs-appctl", "bond/show", bond, check=False)
+
+
+def parse_bond_show(text: str) -> dict:
+    """``ovs-appctl bond/show``: the bond's fields (``lacp_status``...) and, per member, ``status``
+    (enabled/disabled), ``may_enable`` and ``active`` (whether it is the active member)."""
+    head: list[str] = []
+    members: dict[str, dict] = {}
+    current: dict | None = None
+    for line in text.splitlines():
+        member = re.match(r"^(?:slave|member) (\S+): (\w+)", line)
+        if member:
+            current = members[member.group(1)] = {"status": member.group(2), "active": False}
+        elif current is None:
+            head.append(line)
+        elif line.strip() in ("active slave", "active member"):
+            current["active"] = True
+        else:
+            current.update(_show_fields([line]))
+    return {**_show_fields(head), "members": members}
 
 
 def lacp_show(bond: str) -> str:
