@@ -357,7 +357,7 @@ class LagService:
             roles = {c.port: c for c in update.changes}
             collecting = frozenset(p for p, c in roles.items() if c.collecting)
             distributing = frozenset(p for p, c in roles.items() if c.distributing)
-            wanted.append(Bond(bond.group_id, frozenset(config.ports), collecting, distributing))
+            wanted.append(Bond(bond.group_id, frozenset(config.ports), collecting, distributing, _bfd_dst(config)))
             resumed.append((bond, update))
         effects = Effects()
         effects.send(dpid, runtime.switch.resume(physical, meters, wanted, observed))
@@ -504,6 +504,7 @@ class LagService:
                 self._release(runtime, port, effects)
         bond = self._new_bond(runtime, config, None)
         effects.send(config.dpid, runtime.switch.add_bond(bond.group_id, config.ports))
+        effects.send(config.dpid, runtime.switch.set_bfd(bond.group_id, _bfd_dst(config)))
         self._unsaved.add((config.dpid, config.name))
         for port in config.ports:
             desc = runtime.ports.get(port)
@@ -520,6 +521,7 @@ class LagService:
         bond.config = config
         update = bond.engine.reconfigure(config.settings(), config.ports, now)
         effects.send(runtime.dpid, runtime.switch.set_members(bond.group_id, config.ports))  # removed ones leave the group first
+        effects.send(runtime.dpid, runtime.switch.set_bfd(bond.group_id, _bfd_dst(config)))
         for port in sorted(removed):
             if port in bond.enabled:
                 bond.enabled.discard(port)
@@ -605,6 +607,11 @@ class LagService:
         if bond.bfd is not None and bond.bfd.deadline < bond.bfd_wake_at:
             bond.bfd_wake_at = bond.bfd.deadline
             heapq.heappush(self._bfd_timers, (bond.bfd_wake_at, next(self._timer_order), runtime, bond))
+
+
+def _bfd_dst(config: BondConfig) -> str | None:
+    """Where the BFD packets of a bond's partner go (what its members punt); None without BFD."""
+    return config.bfd.dst_mac if config.bfd is not None else None
 
 
 def partner_let_go(frame: bytes) -> bool:

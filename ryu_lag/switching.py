@@ -32,7 +32,13 @@ any other id belongs to another application and is never touched:
 - Meter ``lacp_meter(port) = OUR_IDS | port``: the LACP punts of a member or leaving port.
 - Meter ``learn_meter(logical)``: the learning punts of a logical port, at ``learn_meter_pps``:
   ``0x4C420000 | port`` for a plain port (ports above 0xFFFF punt unmetered), ``0x4C430000 |
-  (g & 0x7FFF)`` for bond ``g``. ``is_our_meter`` knows all three blocks (0x4C41..0x4C43xxxx).
+  (g & 0x7FFF)`` for bond ``g``.
+- Meter ``bfd_meter(port) = 0x4C440000 | port``: the BFD punts of a member of a bond running
+  BFD, at ``BFD_METER_PPS``. ``is_our_meter`` knows all four blocks (0x4C41..0x4C44xxxx).
+
+BFD: a member of a bond running BFD punts its BFD control packets (IPv4 to the bond's BFD
+destination MAC) to the controller at ``_PRIO_BFD_PUNT``, above its ingress rule, so they
+reach the controller whether it collects or not and never take the learning path.
 
 Learning under a flood of new source MACs. A meter's drop band drops the whole packet in
 the flow that names it, not only the copy to the controller, and OpenFlow 1.3 has no
@@ -89,6 +95,7 @@ from dataclasses import dataclass
 
 from ryu_lag.config import MAX_MEMBER_PORT
 from ryu_lag.openflow import (
+    ETH_TYPE_IPV4,
     ETH_TYPE_SLOW,
     OFPP_CONTROLLER,
     SLOW_PROTOCOLS_MAC,
@@ -150,7 +157,11 @@ _LEARN_PLAIN_IDS = 0x4C42_0000
 """Learn meters of plain ports: ``_LEARN_PLAIN_IDS | port`` for ports up to 0xFFFF."""
 _LEARN_BOND_IDS = 0x4C43_0000
 """Learn meters of bonds: ``_LEARN_BOND_IDS | (group id & 0x7FFF)``."""
-_METER_BLOCKS = frozenset({0x4C41_0000, _LEARN_PLAIN_IDS, _LEARN_BOND_IDS})
+_BFD_IDS = 0x4C44_0000
+"""BFD meters of members: ``_BFD_IDS | port``."""
+_METER_BLOCKS = frozenset({0x4C41_0000, _LEARN_PLAIN_IDS, _LEARN_BOND_IDS, _BFD_IDS})
+BFD_METER_PPS = 200
+"""BFD packets a second (and burst) a member may punt: a partner at the fastest 10 ms interval sends 100."""
 
 
 def lacp_meter(port: int) -> int:
@@ -170,14 +181,19 @@ def learn_meter(logical: int) -> int | None:
     return _LEARN_PLAIN_IDS | logical if logical <= 0xFFFF else None
 
 
+def bfd_meter(port: int) -> int:
+    """The meter limiting the BFD punts of member ``port`` (at most 0xFFFF), when the switch has meters."""
+    return _BFD_IDS | port
+
+
 def is_our_group(group_id: int) -> bool:
     """Whether a group id is in ryu_lag's block (any other group belongs to another application)."""
     return group_id & _ID_BLOCK_MASK == OUR_IDS
 
 
 def is_our_meter(meter_id: int) -> bool:
-    """Whether a meter id is in one of ryu_lag's blocks: LACP (``OUR_IDS``) or learning
-    (0x4C42xxxx, 0x4C43xxxx); any other meter belongs to another application."""
+    """Whether a meter id is in one of ryu_lag's blocks: LACP (``OUR_IDS``), learning
+    (0x4C42xxxx, 0x4C43xxxx) or BFD (0x4C44xxxx); any other meter belongs to another application."""
     return meter_id & _ID_BLOCK_MASK in _METER_BLOCKS
 
 
@@ -188,6 +204,7 @@ _MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 
 _PRIO_LACP_PUNT = 30000
 _PRIO_LACP_DROP = 29000
+_PRIO_BFD_PUNT = 25000
 _PRIO_PORT = 20000
 _PRIO_HAIRPIN = 20001
 _PRIO_LEARNED = 20000
@@ -240,12 +257,13 @@ def _learned_cookie(logical: int) -> int:
 
 @dataclass(frozen=True)
 class Bond:
-    """A bond: its SELECT group and which members collect and distribute."""
+    """A bond: its SELECT group, which members collect and distribute, and where its BFD packets go."""
 
     group_id: int
     members: frozenset[int]
     collecting: frozenset[int] = frozenset()
     distributing: frozenset[int] = frozenset()
+    bfd_dst: str | None = None  # Ethernet destination of the BFD packets its members punt; None: no BFD
 
     @property
     def logical(self) -> int:
@@ -474,7 +492,9 @@ class LagSwitch:
             raise ValueError(f"bond {group_id}: ports already in a bond: {taken}")
         if not added and not removed:
             return []
-        new = Bond(group_id, members, bond.collecting & members, bond.distributing & members)
+        new = dataclasses.replace(
+            bond, members=members, collecting=bond.collecting & members, distributing=bond.distributing & members
+        )
         self._bonds[group_id] = new
         groups = [group_id] if new.distributing != bond.distributing else []
         if bond.distributing and not new.distributing:
@@ -491,6 +511,15 @@ class LagSwitch:
             del self._logical[port]
         self._logical.update(dict.fromkeys(added, new.logical))
         return msgs + self._sync(sorted(added | removed), groups)
+
+    def set_bfd(self, group_id: int, dst_mac: str | None) -> list[Message]:
+        """Punt the BFD packets (IPv4 to ``dst_mac``) of a bond's members to the controller; None: stop."""
+        bond = self._bond(group_id)
+        dst = None if dst_mac is None else normalise_mac(dst_mac)
+        if dst == bond.bfd_dst:
+            return []
+        self._bonds[group_id] = dataclasses.replace(bond, bfd_dst=dst)
+        return self._sync(sorted(bond.members), [])
 
     def release(self, port: int) -> list[Message]:
         """A leaving port becomes a plain port (if present), as if it had never been a member.
@@ -595,6 +624,8 @@ class LagSwitch:
                 wanted.append(MeterMod(learn_meter(owner), self.learn_meter_pps, self.learn_meter_pps))
         elif owner in self._leaving or is_bond(self._logical.get(owner, 0)):
             wanted.append(MeterMod(lacp_meter(owner), self.lacp_meter_pps, self.lacp_meter_pps))
+            if self._bfd_dst(owner) is not None:
+                wanted.append(MeterMod(bfd_meter(owner), BFD_METER_PPS, BFD_METER_PPS))
         elif owner in self._plain and (meter_id := learn_meter(owner)) is not None:
             wanted.append(MeterMod(meter_id, self.learn_meter_pps, self.learn_meter_pps))
         return {m.meter_id: m for m in wanted}
@@ -604,7 +635,7 @@ class LagSwitch:
         """Every meter id an owner's punts may go through (whichever it is now)."""
         if is_bond(owner):
             return {learn_meter(owner)}  # type: ignore[arg-type]  # a bond always has one
-        ids = {lacp_meter(owner)} if owner <= MAX_MEMBER_PORT else set()
+        ids = {lacp_meter(owner), bfd_meter(owner)} if owner <= MAX_MEMBER_PORT else set()
         return ids | ({m} if (m := learn_meter(owner)) is not None else set())
 
     def _set_learning(self, on: bool) -> list[Message]:
@@ -762,10 +793,20 @@ class LagSwitch:
                 _flood_flow(owner, FLOOD_ALL),
                 *self._learn_punt(owner),
             ]
+        punts = [self._lacp_punt(owner)]
+        if (bfd_dst := self._bfd_dst(owner)) is not None:
+            punts.append(FlowMod(Table.INGRESS, _PRIO_BFD_PUNT, Match(in_port=owner, eth_type=ETH_TYPE_IPV4, eth_dst=bfd_dst),
+                                 actions=(Output(OFPP_CONTROLLER),), meter=bfd_meter(owner) if self._metered else None,
+                                 cookie=COOKIE))
         if owner in self._bonds[bond_group(logical)].collecting:
-            return [self._lacp_punt(owner), FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=owner),
-                                                    write_metadata=logical, goto=Table.ETH_SRC, cookie=COOKIE)]
-        return [self._lacp_punt(owner), drop]
+            return [*punts, FlowMod(Table.INGRESS, _PRIO_PORT, Match(in_port=owner), write_metadata=logical,
+                                    goto=Table.ETH_SRC, cookie=COOKIE)]
+        return [*punts, drop]
+
+    def _bfd_dst(self, port: int) -> str | None:
+        """The BFD destination MAC of the bond that has member ``port``; None when it runs no BFD."""
+        logical = self._logical.get(port)
+        return self._bonds[bond_group(logical)].bfd_dst if logical is not None and is_bond(logical) else None
 
     def _learn_punt(self, logical: int) -> list[FlowMod]:
         """A logical port's ETH_SRC miss while learning: punt to learn (through its learn meter when

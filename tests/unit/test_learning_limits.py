@@ -16,6 +16,7 @@ from ryu_lag.switching import (
     TABLE_FULL,
     Bond,
     LagSwitch,
+    bfd_meter,
     bond_logical,
     is_our_group,
     is_our_meter,
@@ -68,11 +69,12 @@ def test_learn_meter_ids_are_ours_and_never_collide_with_lacp_meters():
     bonds = {learn_meter(bond_logical(g)) for g in range(BOND_GROUP_MIN, BOND_GROUP_MAX + 1)}
     plain = {learn_meter(p) for p in range(1, 0x10000)}
     lacp = {lacp_meter(p) for p in range(1, 0x10000)}
+    bfd = {bfd_meter(p) for p in range(1, 0x10000)}
     assert len(bonds) == BOND_GROUP_MAX - BOND_GROUP_MIN + 1 and len(plain) == 0xFFFF
-    assert not bonds & plain and not (bonds | plain) & lacp
-    assert all(is_our_meter(m) for m in bonds | plain)  # type: ignore[arg-type]
-    assert all(m < 0xFFFF0000 for m in bonds | plain)  # type: ignore[operator]  # below OFPM_MAX
-    assert not is_our_meter(1) and not is_our_meter(0x4C440000) and not is_our_group(0x4C420001)
+    assert not bonds & plain and not (bonds | plain) & lacp and not (bonds | plain | lacp) & bfd
+    assert all(is_our_meter(m) for m in bonds | plain | bfd)  # type: ignore[arg-type]
+    assert all(m < 0xFFFF0000 for m in bonds | plain | bfd)  # type: ignore[operator]  # below OFPM_MAX
+    assert not is_our_meter(1) and not is_our_meter(0x4C450000) and not is_our_group(0x4C420001)
     assert learn_meter(0x10000) is None  # such a port punts unmetered
 
 

@@ -8,6 +8,7 @@ import random
 from ryu_lag.bfd import BfdConfig, BondBfd, Discriminators, is_bfd_frame
 from ryu_lag.config import BondConfig
 from ryu_lag.openflow import PacketOut
+from ryu_lag.switching import bfd_meter
 from tests.unit.test_service import DPID, G, Rig, port
 
 BFD = BfdConfig()
@@ -115,3 +116,18 @@ def test_a_member_link_down_stops_its_bfd_session_only(tmp_path):
     bond = rig.bond()
     assert rig.switch.select_groups() == {G: (1,)}
     assert bond.bfd.gate_open(1) and bond.bfd.gating(1) and not bond.bfd.gating(2)
+
+
+def test_members_punt_bfd_packets_through_their_own_meter_whether_collecting_or_not(tmp_path):
+    rig = BfdRig(tmp_path)
+    rig.apply(rig.service.put_bond(bfd_bond(), rig.now))
+    rig.connect()
+    bfd_frame = dict(eth_dst=BFD.dst_mac, eth_type=0x0800)
+    assert rig.switch.forward(1, "02:00:00:00:09:01", **bfd_frame).controller  # before LACP lets it collect
+    rig.run(5.0)
+    result = rig.switch.forward(1, "02:00:00:00:09:01", **bfd_frame)
+    assert result.controller and result.outputs == frozenset()  # to us only: never learned, never flooded
+    assert {bfd_meter(1), bfd_meter(2)} <= set(rig.switch.meters)
+    rig.apply(rig.service.put_bond(BondConfig.from_dict(DPID, {"name": "bond0", "ports": [1, 2], "rate": "fast"}, key=1), rig.now))
+    assert not {bfd_meter(1), bfd_meter(2)} & set(rig.switch.meters)
+    assert rig.switch.forward(1, "02:00:00:00:09:01", **bfd_frame).outputs  # BFD off: forwarded as any frame
