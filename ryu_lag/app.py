@@ -65,6 +65,8 @@ LOG = logging.getLogger("ryu_lag")
 
 HANDSHAKE_TIMEOUT = 3.0
 """Seconds a connecting switch has to answer what it has; then its pipeline is set up from scratch."""
+MIN_SLEEP = 0.001
+"""The shortest the clock sleeps: a deadline that is already due waits this long for the others' turn."""
 STOP_DEADLINE = 1.8
 """Seconds from SIGTERM/SIGINT to the process's exit, at the latest."""
 _DRAIN_POLL = 0.01
@@ -292,8 +294,10 @@ class LagApp(app_manager.RyuApp):
 
     # ---- clock -----------------------------------------------------------------
     def _ticker(self) -> None:
+        """The clock: wakes at the service's next deadline (BFD's 100 ms hellos need it to the
+        millisecond), and at least every ``tick_interval`` for the housekeeping."""
         while self.is_active:
-            hub.sleep(self.tick_interval)
+            hub.sleep(max(MIN_SLEEP, min(self.tick_interval, self.service.next_deadline() - time.monotonic())))
             if self._stopping:
                 self._planned_stop()
             try:

@@ -68,7 +68,7 @@ def _opts() -> list[cfg.Opt]:
             "lag-tick-interval",
             default=0.05,
             min=0.001,
-            help="seconds between ticks of the LACP engine clock (default 0.05)",
+            help="the longest the engines' clock sleeps; it also wakes at each LACP or BFD timer (default 0.05)",
         ),
         cfg.IntOpt(
             "lag-mac-age",
