@@ -1,4 +1,4 @@
-"""Prometheus metrics: LACP state read from the service at scrape time, and REST requests.
+"""Prometheus metrics: LACP and BFD state read from the service at scrape time, and REST requests.
 
 Each :class:`RestMetrics` has its own ``CollectorRegistry``, so several apps (and tests)
 never share series.
@@ -13,6 +13,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from rest.views import known_dpids, selection
+from ryu_lag.bfd import BondBfd, State
+from ryu_lag.bfd.session import US
 from ryu_lag.config import format_dpid
 from ryu_lag.lacp import MuxState
 from ryu_lag.service import LagService
@@ -65,6 +67,7 @@ class LacpCollector(Collector):
             "ryu_lag_lacpdu_out_dropped", "LACPDU packet-outs dropped since the switch connected because the "
             "switch did not read them", labels=["dpid"])
 
+        bfd_bonds: list[tuple[list[str], BondBfd]] = []
         connections.add_metric([], len(self.service.switches))
         for dpid in known_dpids(self.service):
             dpid_s = format_dpid(dpid)
@@ -85,6 +88,8 @@ class LacpCollector(Collector):
                 distributing.add_metric([dpid_s, name], engine.distributing_count() if engine is not None else 0)
                 if engine is None:
                     continue
+                if bond is not None and bond.bfd is not None:
+                    bfd_bonds.append(([dpid_s, name], bond.bfd))
                 for port, member in sorted(engine.members.items()):
                     labels = [dpid_s, name, str(port)]
                     link.add_metric(labels, 1 if member.link_up else 0)
@@ -103,6 +108,42 @@ class LacpCollector(Collector):
                     expired.add_metric(labels, member.counters.expirations)
         yield from (connected, connections, bond_up, bond_members, distributing, link, mux, selected, enabled,
                     timeout, actor, partner, rx, tx, bad, expired, macs, paused, learn_dropped, pdus_dropped)
+        yield from _bfd_metrics(bfd_bonds)
+
+
+def _bfd_metrics(bonds: list[tuple[list[str], BondBfd]]) -> Iterator[Metric]:
+    """Member series of the bonds running BFD (``bonds``: their dpid and name labels, and their BondBfd)."""
+
+    def gauge(name: str, doc: str) -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"ryu_lag_member_bfd_{name}", doc, labels=_MEMBER)
+
+    def counter(name: str, doc: str) -> CounterMetricFamily:
+        return CounterMetricFamily(f"ryu_lag_member_bfd_{name}", doc, labels=_MEMBER)
+
+    state = GaugeMetricFamily(
+        "ryu_lag_member_bfd_state", "1 for the member's current BFD session state", labels=[*_MEMBER, "state"])
+    gating = gauge("gating", "1 while BFD has a say (the session came Up since the link did)")
+    gate_open = gauge("gate_open", "1 while BFD lets the member carry traffic (LACP must say distributing too)")
+    detection = gauge("detection_time_seconds", "BFD detection time agreed with the partner (0 before any packet)")
+    rx = counter("packets_received", "BFD control packets received and accepted")
+    tx = counter("packets_sent", "BFD control packets sent")
+    bad = counter("packets_bad", "BFD frames received and discarded (malformed, or not for this session)")
+    changes = counter("state_changes", "BFD session state changes")
+    for bond_labels, bfd in bonds:
+        for port, member in bfd.members.items():
+            labels = [*bond_labels, str(port)]
+            session = member.session
+            for choice in State:
+                state.add_metric([*labels, choice.name.lower()], 1 if session.state is choice else 0)
+            gating.add_metric(labels, 1 if bfd.gating(port) else 0)
+            gate_open.add_metric(labels, 1 if bfd.gate_open(port) else 0)
+            detection_us = session.detection_time_us
+            detection.add_metric(labels, detection_us * US if detection_us is not None else 0)
+            rx.add_metric(labels, session.counters.rx)
+            tx.add_metric(labels, session.counters.tx)
+            bad.add_metric(labels, session.counters.bad_rx)
+            changes.add_metric(labels, session.counters.state_changes)
+    yield from (state, gating, gate_open, detection, rx, tx, bad, changes)
 
 
 class RestMetrics:
