@@ -3,8 +3,9 @@
 ``EmuSwitch`` is an asyncio protocol speaking just enough OpenFlow 1.3 (struct-encoded,
 no Ryu) to be set up by a controller: HELLO, FEATURES_REPLY, PORT_DESC (every port up,
 plus LOCAL), METER_FEATURES and DESC replies, ECHO, BARRIER, GET_CONFIG and ROLE answers.
-Everything the controller sends is counted by type; FLOW_MOD and PACKET_OUT can be handed
-to hooks (a benchmark's own logic), and the switch sends PACKET_IN and ECHO on demand.
+Everything the controller sends is counted by type; FLOW_MOD, PACKET_OUT and every other
+message can be handed to hooks (a benchmark's or a test's own logic), and the switch sends
+PACKET_IN and ECHO on demand.
 
 Its meters are chosen per switch (``Meters``): none, packets-a-second meters, or meters that
 count kbps only (which refuse a packets-a-second METER_MOD with METER_MOD_FAILED/BAD_FLAGS,
@@ -194,6 +195,8 @@ PacketOutHook = Callable[[int, bytes, float], None]
 """Called with (output port, frame, receive time) for each PACKET_OUT."""
 FlowModHook = Callable[[bytes, float], None]
 """Called with (the whole FLOW_MOD, receive time) for each FLOW_MOD."""
+MessageHook = Callable[[bytes, float], None]
+"""Called with (the whole message, receive time) for each message but PACKET_OUT."""
 
 
 class EmuSwitch(asyncio.Protocol):
@@ -208,6 +211,7 @@ class EmuSwitch(asyncio.Protocol):
         self.counts: collections.Counter[str] = collections.Counter()
         self.on_packet_out: PacketOutHook | None = None
         self.on_flow_mod: FlowModHook | None = None
+        self.on_message: MessageHook | None = None
         self.last_mod = 0.0  # when the controller last sent anything but PACKET_OUT
         self.described = asyncio.Event()  # the port description was sent
         self.echo_rtts: list[float] = []
@@ -281,6 +285,8 @@ class EmuSwitch(asyncio.Protocol):
                 self.on_packet_out(port, frame, now)
             return
         self.last_mod = now
+        if self.on_message is not None:
+            self.on_message(msg, now)
         if msg_type == OFPT.FLOW_MOD:
             self.counts["FLOW_MOD"] += 1
             if self.on_flow_mod is not None:
