@@ -19,10 +19,19 @@ changed together and the aggregator simply takes the new identity: its mux goes
 DETACHED first, and only then is it selected again, so it comes back through
 WAITING (the aggregate wait), ATTACHED and on.
 
-min_links: while fewer than min_links members could aggregate (selected), they are
-STANDBY (802.1AX): no further than WAITING, our Sync bit off, so the partner sends
-nothing on them; and a member distributes (``enabled``) only while at least
-min_links members are in DISTRIBUTING.
+min_links: while fewer than min_links members could aggregate (selected, gate open),
+those that could are STANDBY (802.1AX): no further than WAITING, our Sync bit off, so
+the partner sends nothing on them; and a member distributes (``enabled``) only while
+at least min_links members with their gate open are in DISTRIBUTING.
+
+Gates (:meth:`LacpBond.set_gate`; the service's are BFD's): a member whose gate is
+closed carries no traffic (not ``enabled``: our Distributing bit off) and does not
+count towards min_links, and LACP runs on as before: it stays selected (a candidate;
+it does not sway which partner the aggregator takes), its PDUs and timers go on, and
+its mux may stay DISTRIBUTING with Sync and Collecting on. It is never STANDBY: a
+gate closes only on a member whose partner runs BFD, which holds the member out on
+its side too, so clearing Sync would only make it re-attach (through the aggregate
+wait) when the gate reopens. A gate is runtime state, not part of the sessions.
 
 Hitless: :meth:`LacpBond.sessions` and :meth:`LacpBond.resume` carry the members'
 sessions through a controller restart; :meth:`LacpBond.reconfigure` applies a new
@@ -46,6 +55,9 @@ PartnerId = tuple[int, str, int]  # system priority, system, key
 SelectionKey = tuple[bool, PartnerId, int, int]  # candidate, partner identity, partner port priority, port
 
 _AGGREGATION = int(LacpState.AGGREGATION)
+
+GATE_CLOSED = "gate closed: BFD holds the member out (LACP would let it distribute)"
+""":meth:`LacpBond.reason` of a member that LACP lets distribute and whose gate is closed."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,18 @@ class LacpBond:
         member.set_link(up, now)
         return self._settle(now, [member])
 
+    def set_gate(self, port: int, open: bool, now: float) -> Update:
+        """Let member ``port`` carry traffic (``open``) or hold it out (BFD down); members start open.
+
+        Closed: the member is not enabled and does not count towards min_links; LACP runs on
+        it unchanged. Below min_links, the other members go standby as when links are down.
+        """
+        member = self.members[port]
+        if member.gate_open is open:
+            return Update()
+        member.gate_open = open
+        return self._settle(now, [member], reselect=True)
+
     def receive_frame(self, port: int, frame: bytes, now: float) -> Update:
         """A slow-protocols frame arrived on member ``port``; bad ones are counted."""
         member = self.members[port]
@@ -239,10 +263,11 @@ class LacpBond:
 
     # ---- views -----------------------------------------------------------
     def distributing_count(self) -> int:
-        return sum(1 for m in self.members.values() if m.distributing)
+        """Members in DISTRIBUTING with their gate open: those that carry traffic once min_links is met."""
+        return sum(1 for m in self.members.values() if m.distributing and m.gate_open)
 
     def is_up(self) -> bool:
-        """The bond carries traffic: at least min_links members distribute."""
+        """The bond carries traffic: at least min_links members distribute with their gate open."""
         return self.distributing_count() >= max(1, self.settings.min_links)
 
     def next_deadline(self) -> float | None:
@@ -268,8 +293,10 @@ class LacpBond:
                 f"partner {self._partner_id(member)} differs from the aggregator's partner {self.partner_id}"
             )
         if member.standby:
-            ready = sum(1 for m in self.members.values() if m.selected)
-            return f"bond below min_links ({ready} of {self.settings.min_links} members can aggregate): standby"
+            ready = sum(1 for m in self.members.values() if m.selected and m.gate_open)
+            gated = sum(1 for m in self.members.values() if m.selected and not m.gate_open)
+            held = f", {gated} more held out by their gate" if gated else ""
+            return f"bond below min_links ({ready} of {self.settings.min_links} members can aggregate{held}): standby"
         if member.rx_state is RxState.EXPIRED:
             return "partner LACPDUs expired"
         if member.mux is MuxState.WAITING:
@@ -284,6 +311,8 @@ class LacpBond:
             if member.partner_collecting:
                 return "waiting for the partner to record our synchronization"
             return "partner not collecting"
+        if not member.gate_open:
+            return GATE_CLOSED
         if not member.enabled:
             return f"bond below min_links ({self.distributing_count()} of {self.settings.min_links})"
         return "distributing"
@@ -325,11 +354,11 @@ class LacpBond:
             order = {pid: -min(m.port for m in candidates if self._partner_id(m) == pid) for pid in ids}
             self.partner_id = max(ids, key=lambda pid: (ids[pid], order[pid]), default=None)
         chosen = {m.port for m in candidates if self._partner_id(m) == self.partner_id}
-        short = len(chosen) < self.settings.min_links
+        short = sum(1 for port in chosen if self.members[port].gate_open) < self.settings.min_links
         held = []
         for member in self.members.values():
             selected = member.port in chosen
-            standby = selected and short
+            standby = selected and short and member.gate_open
             if selected is not member.selected or standby is not member.standby:
                 member.selected, member.standby = selected, standby
                 member.session_dirty = True
@@ -378,7 +407,7 @@ class LacpBond:
         update = Update()
         deadline = self._deadline
         for member in touched:
-            member.enabled = up and member.distributing
+            member.enabled = up and member.distributing and member.gate_open
             role = (member.collecting, member.enabled)
             if role != self._roles[member.port]:
                 self._roles[member.port] = role

@@ -20,6 +20,9 @@ Rules this module keeps (802.1AX-2008 clause 5.4):
 - STANDBY (set by the bond while fewer than min_links members could aggregate):
   the mux goes no further than WAITING and leaves ATTACHED and above for
   DETACHED, so our Sync bit is off and the partner stops using the member.
+- The gate (set by the bond; BFD's, in the service) is not LACP state: a member
+  whose gate is closed runs its machines as before (PDUs, expiry, mux), but it is
+  not enabled, so our Distributing bit is off; it is not part of the session.
 - After current_while runs out, the member returns to COLLECTING only once a
   partner LACPDU echoes an actor state we transmitted since (Sync aside): a
   partner that cannot hear us keeps echoing our old state, and must not bring
@@ -254,7 +257,8 @@ class Member:
     link_up: bool = False
     selected: bool = False
     standby: bool = False  # selected, but the bond is below min_links: no further than WAITING (set by the bond)
-    enabled: bool = False  # distributing and the bond meets min_links (set by the bond)
+    enabled: bool = False  # distributing, its gate open, and the bond meets min_links (set by the bond)
+    gate_open: bool = True  # the caller lets it carry traffic (BFD); runtime state, not in the session (set by the bond)
     rx_state: RxState = RxState.PORT_DISABLED
     mux: MuxState = MuxState.DETACHED
     partner: PortInfo = DEFAULT_PARTNER
