@@ -427,7 +427,7 @@ class LagService:
             return effects
         bond = runtime.bond_of_port(in_port)
         if bond is not None and bond.bfd is not None and is_bfd_frame(data, bond.bfd.config):
-            self._bfd_update(runtime, bond, bond.bfd.receive_frame(in_port, data, now), effects)
+            self._bfd_update(runtime, bond, bond.bfd.receive_frame(in_port, data, now), now, effects)
             return effects
         eth_dst, eth_src = mac_to_str(data[0:6]), mac_to_str(data[6:12])
         effects.send(dpid, runtime.switch.packet_in(in_port, eth_src, eth_dst))
@@ -469,7 +469,7 @@ class LagService:
             if self.switches.get(runtime.dpid) is not runtime:
                 continue
             bond.bfd_wake_at = math.inf
-            self._bfd_update(runtime, bond, bond.bfd.tick(now), effects)
+            self._bfd_update(runtime, bond, bond.bfd.tick(now), now, effects)
         leave = self._leave_timers
         while leave and leave[0][0] <= now:
             _, dpid, port = heapq.heappop(leave)
@@ -534,9 +534,9 @@ class LagService:
             heapq.heappush(self._leave_timers, (now + LEAVE_TIMEOUT, runtime.dpid, port))
         self._engine_update(runtime, bond, update, effects)
         if config.bfd is None and bond.bfd is not None:
-            held_out = [(p, True) for p in bond.bfd.ports if p in bond.engine.members and not bond.bfd.gate_open(p)]
+            closed = [(p, True) for p, m in bond.engine.members.items() if not m.gate_open]
             bond.bfd = None
-            self._bfd_update(runtime, bond, BfdUpdate(gate_changes=held_out), effects)
+            self._bfd_update(runtime, bond, BfdUpdate(gate_changes=closed), now, effects)
         elif config.bfd is not None and bond.bfd is None:
             bond.bfd = BondBfd(config.bfd, config.ports, self._bfd_discriminators)
             for port in config.ports:
@@ -544,7 +544,7 @@ class LagService:
                 if desc is not None and desc.up and port not in added:
                     self._bfd_link(runtime, bond, port, True, now, effects)
         elif config.bfd is not None and bond.bfd is not None:
-            self._bfd_update(runtime, bond, bond.bfd.reconfigure(config.bfd, config.ports, now), effects)
+            self._bfd_update(runtime, bond, bond.bfd.reconfigure(config.bfd, config.ports, now), now, effects)
         for port in sorted(added):
             desc = runtime.ports.get(port)
             if desc is not None and desc.up:
@@ -577,33 +577,28 @@ class LagService:
             heapq.heappush(self._lacp_timers, (deadline, next(self._timer_order), runtime, bond))
         members = bond.engine.members
         for change in update.changes:
-            if change.port not in members:
+            port = change.port
+            if port not in members:
                 continue  # removed from the bond: it is leaving (see _reconfigure)
-            self._set_member(runtime, bond, change.port, change.collecting, change.distributing, effects)
-
-    def _set_member(self, runtime: SwitchRuntime, bond: BondRuntime, port: int, collecting: bool,
-                    lacp_distributing: bool, effects: Effects) -> None:
-        """A member distributes while LACP says so and BFD (when on) lets it."""
-        distributing = lacp_distributing and (bond.bfd is None or bond.bfd.gate_open(port))
-        effects.send(runtime.dpid, runtime.switch.set_member(bond.group_id, port, collecting, distributing))
-        if distributing != (port in bond.enabled):
-            bond.enabled.symmetric_difference_update({port})
-            effects.member_events.append(MemberEvent(runtime.dpid, port, distributing))
+            effects.send(runtime.dpid, runtime.switch.set_member(bond.group_id, port, change.collecting, change.distributing))
+            if change.distributing != (port in bond.enabled):
+                bond.enabled.symmetric_difference_update({port})
+                effects.member_events.append(MemberEvent(runtime.dpid, port, change.distributing))
 
     def _bfd_link(self, runtime: SwitchRuntime, bond: BondRuntime, port: int, up: bool, now: float,
                   effects: Effects) -> None:
         if bond.bfd is None:
             return
         desc = runtime.ports.get(port)
-        self._bfd_update(runtime, bond, bond.bfd.set_link(port, up, now, desc.mac if desc else None), effects)
+        self._bfd_update(runtime, bond, bond.bfd.set_link(port, up, now, desc.mac if desc else None), now, effects)
 
-    def _bfd_update(self, runtime: SwitchRuntime, bond: BondRuntime, update: BfdUpdate, effects: Effects) -> None:
-        """Send a BFD update's frames, apply its gate changes, schedule its next timer."""
+    def _bfd_update(self, runtime: SwitchRuntime, bond: BondRuntime, update: BfdUpdate, now: float,
+                    effects: Effects) -> None:
+        """Send a BFD update's frames, hand its gate changes to the LACP engine, schedule its next timer."""
         effects.messages.extend((runtime.dpid, PacketOut(port, frame)) for port, frame in update.transmit)
-        for port, _ in update.gate_changes:
-            member = bond.engine.members.get(port)
-            if member is not None:
-                self._set_member(runtime, bond, port, member.collecting, member.enabled, effects)
+        for port, gate_open in update.gate_changes:
+            if port in bond.engine.members:
+                self._engine_update(runtime, bond, bond.engine.set_gate(port, gate_open, now), effects)
         if bond.bfd is not None and bond.bfd.deadline < bond.bfd_wake_at:
             bond.bfd_wake_at = bond.bfd.deadline
             heapq.heappush(self._bfd_timers, (bond.bfd_wake_at, next(self._timer_order), runtime, bond))

@@ -131,3 +131,25 @@ def test_members_punt_bfd_packets_through_their_own_meter_whether_collecting_or_
     rig.apply(rig.service.put_bond(BondConfig.from_dict(DPID, {"name": "bond0", "ports": [1, 2], "rate": "fast"}, key=1), rig.now))
     assert not {bfd_meter(1), bfd_meter(2)} & set(rig.switch.meters)
     assert rig.switch.forward(1, "02:00:00:00:09:01", **bfd_frame).outputs  # BFD off: forwarded as any frame
+
+
+def test_a_closed_gate_that_leaves_the_bond_below_min_links_puts_the_other_member_on_standby(tmp_path):
+    rig = BfdRig(tmp_path)
+    config = {"name": "bond0", "ports": [1, 2], "rate": "fast", "min_links": 2, "bfd": {}}
+    rig.apply(rig.service.put_bond(BondConfig.from_dict(DPID, config, key=1), rig.now))
+    rig.connect()
+    rig.run(5.0)
+    bond = rig.bond()
+    assert rig.switch.select_groups() == {G: (1, 2)} and all(bond.bfd.gating(p) for p in (1, 2))
+    rig.events.clear()
+    rig.bfd_cut.add(1)
+    rig.run(0.5)
+    assert not bond.bfd.gate_open(1)
+    assert rig.switch.select_groups() == {G: ()}  # member 2 alone is below min_links: out too
+    assert sorted((e.port, e.enabled) for e in rig.events) == [(1, False), (2, False)]
+    assert bond.engine.members[2].standby and not rig.partner.members[2].collecting  # its Sync off: the partner let go
+    assert not bond.engine.is_up() and bond.engine.members[1].distributing  # LACP runs on under the closed gate
+    rig.bfd_cut.clear()
+    rig.run(4.0)
+    assert rig.switch.select_groups() == {G: (1, 2)} and bond.engine.is_up()
+    assert sorted((e.port, e.enabled) for e in rig.events[2:]) == [(1, True), (2, True)]
