@@ -233,6 +233,12 @@ class LagApp(app_manager.RyuApp):
             signal.signal(signum, self._stop_signal)
         return thread
 
+    def stop(self) -> None:
+        """Ryu's manager closes the app (a listener that cannot bind, the tests): end our threads."""
+        self.is_active = False
+        self._learn_wake.set()  # the learner may be waiting for work
+        super().stop()
+
     # ---- planned stop ----------------------------------------------------------
     def _stop_signal(self, signum: int, frame: FrameType | None) -> None:
         """Ask the ticker for a planned stop; exit anyway after STOP_DEADLINE (an OS timer, not a green one)."""
