@@ -234,14 +234,14 @@ async def send_periodic(partners: list[Partner], window: Window) -> None:
         tick += 1
 
 
-async def _echo_probe(switches: list[emu.EmuSwitch]) -> None:
+async def echo_probe(switches: list[emu.EmuSwitch]) -> None:
     while True:
         for switch in switches:
             switch.send_echo()
         await asyncio.sleep(PERIOD)
 
 
-async def _drained(switches: list[emu.EmuSwitch]) -> bool:
+async def drained(switches: list[emu.EmuSwitch]) -> bool:
     """Whether every switch's next ECHO comes back within SETTLED_ECHO: the controller has no backlog."""
     for switch in switches:
         switch.echo_rtts.clear()
@@ -275,14 +275,14 @@ async def _rung(controller: emu.Controller, members: int, duration: float, conve
     switches = [await emu.connect(dpid, range(1, MEMBERS_PER_SWITCH + 1), controller.of_port) for dpid in dpids]
     await emu.wait_described(switches, 30.0)
     partners = [p for s in switches for p in attach_partners(s, [ports for d, ports in bonds if d == s.dpid], window)]
-    tasks = [asyncio.create_task(send_periodic(partners, window)), asyncio.create_task(_echo_probe(switches))]
+    tasks = [asyncio.create_task(send_periodic(partners, window)), asyncio.create_task(echo_probe(switches))]
     try:
         started = time.monotonic()
         deadline = started + converge_timeout
         while not all(p.up for p in partners) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         converged = time.monotonic() - started
-        while not await _drained(switches) and time.monotonic() < deadline:
+        while not await drained(switches) and time.monotonic() < deadline:
             pass
         settled = time.monotonic() - started
         up_at_start = sum(p.up for p in partners)

@@ -35,6 +35,7 @@ BENCHMARKS = {
     "failover": "benchmarks.failover",
     "throughput": "benchmarks.throughput",
     "lacp_scale": "benchmarks.lacp_scale",
+    "bfd_scale": "benchmarks.bfd_scale",
     "learning_flood": "benchmarks.learning_flood",
     "rest": "benchmarks.rest_bench",
     "restart": "benchmarks.restart",
