@@ -31,6 +31,7 @@ from ryu_lag.switching import (
     bond_logical,
     is_our_group,
     lacp_meter,
+    learn_meter,
 )
 
 _DATAPATH = types.SimpleNamespace(ofproto=ofp, ofproto_parser=parser, id=None)
@@ -160,7 +161,8 @@ def test_everything_we_install_reads_back_equal(session, bridge):
     _ofctl("add-meter", bridge, "meter=1,kbps,band=type=drop,rate=1000")
     observed = session.observe()
     assert {g.group_id for g in observed.groups} >= {1, BOND, OTHER_BOND}
-    assert {m.meter_id for m in observed.meters} == {1, lacp_meter(1), lacp_meter(2), lacp_meter(3)}
+    learning = {learn_meter(p) for p in PORTS if p not in (1, 2, 3)} | {learn_meter(bond_logical(g)) for g in (BOND, OTHER_BOND)}
+    assert {m.meter_id for m in observed.meters} == {1, lacp_meter(1), lacp_meter(2), lacp_meter(3)} | learning
     assert [f for f in observed.flows if f.unreadable or f.match.other_oxm] == []
     assert [g for g in observed.groups if is_our_group(g.group_id) and g.unreadable] == []
     assert [m.unreadable != "" for m in observed.meters if m.meter_id == 1] == [True]  # kbps: not ours to say
