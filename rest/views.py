@@ -11,6 +11,7 @@ from typing import Any
 from ryu_lag.bfd import BondBfd, diag_name
 from ryu_lag.config import BondConfig, format_dpid
 from ryu_lag.lacp import Member, PortInfo
+from ryu_lag.lacp.bond import GATE_CLOSED
 from ryu_lag.service import BondRuntime, LagService
 from ryu_lag.switching import bond_group, is_bond
 
@@ -85,8 +86,6 @@ def bond_view(service: LagService, config: BondConfig, now: float) -> dict[str, 
             "members": [_absent_member(port) for port in config.ports],
         }
     engine = bond.engine
-    bfd = getattr(bond, "bfd", None)
-    distributing = sum(1 for port, m in engine.members.items() if m.distributing and _gate_open(bfd, port))
     partner = None
     if engine.partner_id is not None:
         priority, system, key = engine.partner_id
@@ -96,8 +95,8 @@ def bond_view(service: LagService, config: BondConfig, now: float) -> dict[str, 
         "name": config.name,
         "config": config_view(config),
         "applied": True,
-        "up": distributing >= max(1, bond.config.min_links),
-        "distributing": distributing,
+        "up": engine.is_up(),
+        "distributing": engine.distributing_count(),
         "group_id": bond.group_id,
         "actor_system": engine.system,
         "partner": partner,
@@ -109,37 +108,31 @@ def selection(member: Member) -> str:
     """``selected``, ``unselected``, or ``standby``: selected, held back because the bond is below min_links.
 
     Held back: STANDBY (too few members can aggregate: no further than WAITING), or
-    distributing while too few members distribute yet.
+    distributing, its BFD gate open, while too few members distribute yet.
     """
     if not member.selected:
         return "unselected"
-    if member.standby or (member.distributing and not member.enabled):
+    if member.standby or (member.distributing and member.gate_open and not member.enabled):
         return "standby"
     return "selected"
-
-
-def _gate_open(bfd: BondBfd | None, port: int) -> bool:
-    """Whether BFD lets a member carry traffic (always, when the bond runs no BFD)."""
-    return bfd is None or bfd.gate_open(port)
 
 
 def member_view(bond: BondRuntime, port: int, now: float) -> dict[str, Any]:
     """One member's LACP status, and its BFD status (null when the bond runs no BFD).
 
-    ``enabled`` and ``reason`` count BFD in: a member LACP lets distribute is not enabled
-    while BFD holds it out, and the reason is then BFD's.
+    A member BFD holds out is not enabled, and its reason is BFD's.
     """
     member = bond.engine.members[port]
-    bfd = getattr(bond, "bfd", None)
-    held_out = member.enabled and not _gate_open(bfd, port)
+    bfd = bond.bfd
+    reason = bond.engine.reason(port)
     last_rx = member.counters.last_rx
     return {
         "port": port,
         "link": "up" if member.link_up else "down",
         "mux": member.mux.value,
         "selection": selection(member),
-        "enabled": member.enabled and not held_out,
-        "reason": bfd.reason(port) if held_out and bfd is not None else bond.engine.reason(port),
+        "enabled": member.enabled,
+        "reason": bfd.reason(port) if reason == GATE_CLOSED and bfd is not None else reason,
         "rx_state": member.rx_state.value,
         "lacp_timeout": int(member.lacp_timeout_seconds()),
         "since_last_lacpdu": round(max(0.0, now - last_rx), 3) if last_rx is not None else None,
