@@ -21,12 +21,14 @@ Open vSwitch takes a member out of its bond while that member's BFD is not forwa
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 import requests
 
 from tests.integration.conftest import Classic, build_classic
 from tests.integration.netlab import (
+    Host,
     Lab,
     Member,
     bfd_show,
@@ -34,6 +36,7 @@ from tests.integration.netlab import (
     lacp_show,
     parse_bond_show,
     parse_lacp_show,
+    ping_gaps,
     sh,
     wait_for,
 )
@@ -45,6 +48,8 @@ GAP_LIMIT_MS = 400.0  # issue 12's goal, both directions
 LOST_LIMIT = 40  # replies per flow
 OUT_WITHIN = 1.5  # seconds from a cut until both sides show the member out (detection 0.3 s, polls, a noisy VM)
 UP_TIMEOUT = 20.0
+CUT_AT = 0.4  # seconds into the cut's pings
+CUT_PINGS = 1.3  # seconds the cut's pings last: member 1 is mended well before LACP's 3 s timeout (2 s at the earliest)
 BFD_UDP_PORT = 3784
 
 
@@ -121,6 +126,15 @@ def replies_onto(topo: Classic, member: Member) -> None:
     sh("ovs-appctl", "bond/migrate", topo.bond, bucket, member.partner_if)
 
 
+def ping_for(hosts: list[Host], target: str, seconds: float, action: Callable[[], None], delay: float) -> list[tuple[int, int, float]]:
+    """10 ms pings from ``hosts`` interrupted ``seconds`` after they start (the last reply may still be in
+    flight); ``action`` runs ``delay`` seconds in. (sent, received, largest gap ms) per host."""
+    procs = [h.popen("timeout", "-s", "INT", f"{seconds:g}", "ping", "-D", "-i", "0.01", target) for h in hosts]
+    time.sleep(delay)
+    action()
+    return [ping_gaps(p.communicate(timeout=seconds + 30)[0]) for p in procs]
+
+
 def warm_up(topo: Classic) -> None:
     for host in topo.others:
         host.ping(topo.h1.ip, count=2, interval=0.05)
@@ -171,7 +185,7 @@ def test_silent_cut_out_within_400ms_and_mended_without_loss(classic: Classic, i
         seen["lacp_current"] = lacp_current(classic, cut)
 
     try:
-        results = ping_during(classic.others, classic.h1.ip, 3.0, fail, delay=1.0)
+        results = ping_for(classic.others, classic.h1.ip, CUT_PINGS, fail, CUT_AT)
         ours = seen["ours"]
         assert isinstance(ours, dict)
         # BFD took it out, not LACP: LACP still has the member current on both sides ...
@@ -189,7 +203,7 @@ def test_silent_cut_out_within_400ms_and_mended_without_loss(classic: Classic, i
             wait_for(lambda: lacp_current(classic, cut) == (False, False), 6.0, "LACP expired on both sides")
         else:
             assert lacp_current(classic, cut) == (True, True), "LACP expired before the mend"
-        results = ping_during(classic.others, classic.h1.ip, 8.0, lambda: classic.lab.wire_forward(cut.wire, True), delay=0.5)
+        results = ping_during(classic.others, classic.h1.ip, 8.0, lambda: classic.lab.wire_forward(cut.wire, True), delay=0.3)
     finally:
         classic.lab.wire_forward(cut.wire, True)
     wait_for(lambda: all_up(classic), UP_TIMEOUT, "the mended member back, BFD Up on both sides")
