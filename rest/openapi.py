@@ -292,6 +292,7 @@ _ERRORS = {
     403: "a web page's request: Origin not the API's own or Sec-Fetch-Site cross-site (forbidden_origin), "
     "or, without a token, a Host that does not name the API (forbidden_host: DNS rebinding)",
     404: "unknown switch or bond",
+    405: "the path does not take this method (PUT /lag/{dpid}/macs: macs is no bond name); Allow lists those it does",
     409: "a port already in another bond, a key already used, or (POST) the name taken",
     413: "body over 64 KiB",
     415: "body not JSON",
@@ -376,7 +377,7 @@ _PATHS: dict[str, Any] = {
             "requestBody": _BODY,
             "responses": _responses(
                 {200: _json("Bond", "replaced or unchanged"), 201: _json("Bond", "created", _LOCATION)},
-                400, 404, 409, 413, 415, 422, 503,
+                400, 404, 405, 409, 413, 415, 422, 503,
             ),
         },
         "delete": {
