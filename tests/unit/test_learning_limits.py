@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ryu_lag.openflow import OFPP_LOCAL, FlowMod, Match, Message, MeterCommand, MeterMod, Output, Table
+from ryu_lag.openflow import OFPP_LOCAL, FlowMod, Match, MeterCommand, MeterMod, Output, Table
 from ryu_lag.switching import (
     BOND_GROUP_MAX,
     BOND_GROUP_MIN,
@@ -24,9 +24,9 @@ from ryu_lag.switching import (
     learn_meter,
 )
 
-from tests.unit.fakeoftable import FakeOFTable, ForwardResult
+from tests.unit.fakeoftable import FakeOFTable
+from tests.unit.switch_rig import BCAST, SwitchRig
 
-BCAST = "ff:ff:ff:ff:ff:ff"
 BOND = BOND_GROUP_MIN
 BOND_LP = bond_logical(BOND)
 PORTS = (1, 2, 3, 4, 5)
@@ -36,7 +36,7 @@ def mac(n: int) -> str:
     return "02:00:" + ":".join(f"{b:02x}" for b in n.to_bytes(4, "big"))
 
 
-class Rig:
+class Rig(SwitchRig):
     """A LagSwitch on a fake switch; punts are learned from, removals handed back."""
 
     def __init__(self, meters: bool = True, max_macs: int = DEFAULT_MAX_MACS, learn_meter_pps: int = 100) -> None:
@@ -44,19 +44,6 @@ class Rig:
         self.table = FakeOFTable(live_ports=PORTS)
         self.meters = meters
         self.apply(self.lag.resume([*PORTS, OFPP_LOCAL], meters, [], None))
-
-    def apply(self, msgs: list[Message]) -> list[Message]:
-        self.table.apply(msgs)
-        for removed in self.table.take_removed():
-            if removed.table == Table.ETH_SRC:
-                self.apply(self.lag.flow_removed(removed.match.metadata, removed.match.eth_src))
-        return msgs
-
-    def send(self, in_port: int, src: str, dst: str = BCAST) -> ForwardResult:
-        result = self.table.forward(in_port, src, dst)
-        if result.controller:
-            self.apply(self.lag.packet_in(in_port, src, dst))
-        return result
 
     def bond(self) -> None:
         """Ports 1 and 2 a bond, both collecting and distributing."""

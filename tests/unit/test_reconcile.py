@@ -13,10 +13,8 @@ import random
 import pytest
 
 from ryu_lag.openflow import (
-    ETH_TYPE_SLOW,
     OFPG_ALL,
     OFPM_ALL,
-    SLOW_PROTOCOLS_MAC,
     FlowCommand,
     FlowMod,
     Group,
@@ -46,13 +44,12 @@ from ryu_lag.switching import (
     learn_meter,
 )
 
-from tests.unit.fakeoftable import FakeOFTable, ForwardResult
+from tests.unit.fakeoftable import FakeOFTable
+from tests.unit.switch_rig import SwitchRig
 
 MAC_AGE = 300
 ALL_BITS = (1 << 64) - 1
 LEARNED_COOKIE = COOKIE | 1 << 39  # | logical port: how learned flows are told apart
-BCAST = "ff:ff:ff:ff:ff:ff"
-PARTNER = "02:00:00:00:00:99"
 H1, H3, H4, H5, H7 = "02:00:00:00:00:01", "02:00:00:00:00:03", "02:00:00:00:00:04", "02:00:00:00:00:05", "02:00:00:00:00:07"
 PORTS = (1, 2, 3, 4, 5, 6)
 B1 = BOND_GROUP_MIN
@@ -65,28 +62,12 @@ FOREIGN_METER = MeterMod(1, 1000, 100)
 FOREIGN_FLOW = FlowMod(Table.INGRESS, 5, Match(in_port=6, eth_dst=H7), actions=(Group(1),), cookie=0x1234)
 
 
-class Switch:
+class Switch(SwitchRig):
     """A LagSwitch and the fake switch it drives, with a controller loop for punts and removals."""
 
     def __init__(self, table: FakeOFTable | None = None) -> None:
         self.lag = LagSwitch(mac_age=MAC_AGE)
         self.table = table if table is not None else FakeOFTable(live_ports=PORTS)
-
-    def apply(self, msgs: list[Message]) -> list[Message]:
-        self.table.apply(msgs)
-        for removed in self.table.take_removed():
-            if removed.table == Table.ETH_SRC:
-                self.apply(self.lag.flow_removed(removed.match.metadata, removed.match.eth_src))
-        return msgs
-
-    def send(self, in_port: int, src: str, dst: str = BCAST) -> ForwardResult:
-        result = self.table.forward(in_port, src, dst)
-        if result.controller:
-            self.apply(self.lag.packet_in(in_port, src, dst))
-        return result
-
-    def lacpdu(self, in_port: int) -> ForwardResult:
-        return self.table.forward(in_port, PARTNER, SLOW_PROTOCOLS_MAC, ETH_TYPE_SLOW)
 
     def resume(self, bonds: list[Bond], ports=PORTS, meters: bool = True) -> list[Message]:
         """A new LagSwitch (a restarted controller) resumes over what the fake switch holds; applied."""

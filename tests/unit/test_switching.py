@@ -12,9 +12,7 @@ import random
 import pytest
 
 from ryu_lag.openflow import (
-    ETH_TYPE_SLOW,
     OFPP_LOCAL,
-    SLOW_PROTOCOLS_MAC,
     FlowCommand,
     FlowMod,
     GroupCommand,
@@ -23,8 +21,6 @@ from ryu_lag.openflow import (
     Message,
     MeterCommand,
     MeterMod,
-    ObservedSwitch,
-    Output,
     Table,
 )
 from ryu_lag.switching import (
@@ -47,11 +43,10 @@ from ryu_lag.switching import (
     is_our_meter,
 )
 
-from tests.unit.fakeoftable import FakeOFTable, FlowEntry, ForwardResult
+from tests.unit.fakeoftable import FakeOFTable, FlowEntry
+from tests.unit.switch_rig import BCAST, SwitchRig
 
 MAC_AGE = 300
-BCAST = "ff:ff:ff:ff:ff:ff"
-PARTNER = "02:00:00:00:00:99"
 H1, H2, H3, H4, H5 = (f"02:00:00:00:00:0{n}" for n in range(1, 6))
 G = BOND_GROUP_MIN - 1
 """``G + n`` is the n-th bond's group id."""
@@ -65,31 +60,13 @@ def sources(n: int = 24) -> list[str]:
     return [f"02:00:00:00:10:{i:02x}" for i in range(n)]
 
 
-class Rig:
+class Rig(SwitchRig):
     """A LagSwitch wired to a fake switch, with a controller loop for punts and removals."""
 
     def __init__(self, ports=PORTS, meters: bool = True) -> None:
         self.lag = LagSwitch(mac_age=MAC_AGE)
         self.table = FakeOFTable(live_ports=ports)
         self.apply(self.lag.resume([*ports, OFPP_LOCAL], meters, [], None))
-
-    def apply(self, msgs: list[Message]) -> list[Message]:
-        """Apply messages, then hand the switch's flow-removed notifications to the logic."""
-        self.table.apply(msgs)
-        for removed in self.table.take_removed():
-            if removed.table == Table.ETH_SRC:
-                self.apply(self.lag.flow_removed(removed.match.metadata, removed.match.eth_src))
-        return msgs
-
-    def send(self, in_port: int, src: str, dst: str = BCAST) -> ForwardResult:
-        """A data frame arrives; a punt is learned from."""
-        result = self.table.forward(in_port, src, dst)
-        if result.controller:
-            self.apply(self.lag.packet_in(in_port, src, dst))
-        return result
-
-    def lacpdu(self, in_port: int) -> ForwardResult:
-        return self.table.forward(in_port, PARTNER, SLOW_PROTOCOLS_MAC, ETH_TYPE_SLOW)
 
     def age(self, seconds: float) -> None:
         self.table.advance(seconds)
