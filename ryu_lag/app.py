@@ -18,7 +18,7 @@ Two rules keep LACP timely under load:
   packet-in (learning) goes to a bounded queue that its own green thread works
   off ``LEARN_BUDGET`` at a time, yielding between rounds. A full queue drops
   the newest and counts it (``learn_dropped[QUEUE_FULL]`` of the switch).
-- Nothing here blocks on one switch: every switch has an ``_Outbox`` drained by
+- Nothing here blocks on one switch: every switch has an ``Outbox`` (ofp_ryu) drained by
   its own green thread (Ryu's ``Datapath.send`` blocks once 16 writes wait).
   A switch that stops reading loses its oldest LACPDU packet-outs past
   ``OUTBOX_MAX_PDUS`` (counted); flow, group and meter mods are never dropped:
@@ -50,13 +50,13 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
 from rest.api import install as install_rest_api
-from ryu_lag import ofp_wire, options
+from ryu_lag import options
 from ryu_lag.bfd import is_bfd_frame
 from ryu_lag.config import BondConfig
 from ryu_lag.lacp.pdu import ETH_TYPE_SLOW, SLOW_PROTOCOLS_MAC, mac_to_bytes
 from ryu_lag.ofp_read import flows_from_stats, groups_from_desc, meters_from_config
-from ryu_lag.ofp_ryu import port_up
-from ryu_lag.openflow import OFPP_LOCAL, Message, ObservedSwitch, PacketOut, Table
+from ryu_lag.ofp_ryu import Outbox, port_up
+from ryu_lag.openflow import OFPP_LOCAL, ObservedSwitch, Table
 from ryu_lag.service import Effects, LagService, PortDesc
 from ryu_lag.store import BondStore, StoreError
 from ryu_lag.switching import COOKIE, COOKIE_MASK, QUEUE_FULL
@@ -77,14 +77,6 @@ LEARN_BUDGET = 64
 """Learning packet-ins handled in one go before the learning thread lets LACP and the rest run."""
 LEARN_DROP_LOG_INTERVAL = 60.0
 """Seconds between log lines about sources not learned (never one per frame)."""
-OUTBOX_MAX_PDUS = 64
-"""LACPDU packet-outs waiting for one switch at most; past it the oldest are dropped and counted."""
-OUTBOX_MAX_BYTES = 16 << 20
-"""Bytes of flow, group and meter mods waiting for one switch at most; past it the switch is disconnected."""
-OUTBOX_STUCK_TIMEOUT = 10.0
-"""Seconds a switch may take no write while writes wait for it; then it is disconnected."""
-
-
 _SLOW_HEADER = (mac_to_bytes(SLOW_PROTOCOLS_MAC), ETH_TYPE_SLOW.to_bytes(2, "big"))
 
 
@@ -99,70 +91,6 @@ def meters_count_packets(features: Any) -> bool:
     ofp = ofproto_v1_3
     return (features.max_meter > 0 and bool(features.capabilities & ofp.OFPMF_PKTPS)
             and bool(features.band_types & (1 << ofp.OFPMBT_DROP)))
-
-
-class _Outbox:
-    """Writes waiting for one switch, in order, drained by their own green thread.
-
-    Each item is one buffer of encoded messages, marked when it holds only LACPDU packet-outs
-    (those may be dropped, oldest first, when the switch does not read).
-    """
-
-    def __init__(self, datapath: Any, on_drop: Callable[[], None]) -> None:
-        self.datapath = datapath
-        self.on_drop = on_drop
-        self.items: collections.deque[tuple[bool, bytes]] = collections.deque()
-        self.pdus = 0  # items that are LACPDU packet-outs only
-        self.mod_bytes = 0
-        self.writing_since: float | None = None  # when the write in progress started (it blocks while the switch reads nothing)
-        self.closed = False
-        self._wake = hub.Event()
-        self.thread = hub.spawn(self._drain)
-
-    def put(self, pdus_only: bool, buf: bytes) -> None:
-        self.items.append((pdus_only, buf))
-        if pdus_only:
-            self.pdus += 1
-            if self.pdus > OUTBOX_MAX_PDUS:
-                oldest = next(i for i, (p, _) in enumerate(self.items) if p)
-                del self.items[oldest]
-                self.pdus -= 1
-                self.on_drop()
-        else:
-            self.mod_bytes += len(buf)
-        self._wake.set()
-
-    def stuck(self, now: float) -> str | None:
-        """Why the switch should be disconnected, or None."""
-        if self.mod_bytes > OUTBOX_MAX_BYTES:
-            return f"{self.mod_bytes} bytes of flow, group and meter mods wait for it"
-        if self.writing_since is not None and now - self.writing_since > OUTBOX_STUCK_TIMEOUT:
-            return f"it has taken no write for {now - self.writing_since:.0f} s"
-        return None
-
-    def empty(self) -> bool:
-        return not self.items and self.writing_since is None
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake.set()
-
-    def _drain(self) -> None:
-        while not self.closed:
-            if not self.items:
-                self._wake.clear()
-                self._wake.wait()
-                continue
-            pdus_only, buf = self.items.popleft()
-            if pdus_only:
-                self.pdus -= 1
-            else:
-                self.mod_bytes -= len(buf)
-            self.writing_since = time.monotonic()
-            try:
-                self.datapath.send(buf)
-            finally:
-                self.writing_since = None
 
 
 def _guarded(handler: Callable[..., None]) -> Callable[..., None]:
@@ -212,7 +140,7 @@ class LagApp(app_manager.RyuApp):
         self.service = LagService(store, mac_age=CONF.lag_mac_age, lacp_meter_pps=CONF.lag_lacp_meter_pps,
                                   learn_meter_pps=CONF.lag_learn_meter_pps, max_macs=CONF.lag_max_macs)
         self.datapaths: dict[int, Any] = {}
-        self.outboxes: dict[int, _Outbox] = {}
+        self.outboxes: dict[int, Outbox] = {}
         self._learn_queue: collections.deque[tuple[Any, int, bytes]] = collections.deque()
         self._learn_wake = hub.Event()
         self._learn_drops_logged: dict[int, tuple[float, int]] = {}  # dpid -> (when, total then)
@@ -268,14 +196,9 @@ class LagApp(app_manager.RyuApp):
         """Queue the service's messages for their switches: per switch, in order, one write per run
         of LACPDU packet-outs or of other messages. Never blocks."""
         for dpid, msgs in effects.by_switch().items():
-            datapath, outbox = self.datapaths.get(dpid), self.outboxes.get(dpid)
-            if datapath is None or outbox is None:
-                continue
-            for pdus_only, run in _runs(msgs):
-                buf, next_xid = ofp_wire.encode_all(run, (datapath.xid + 1) & ofproto_v1_3.MAX_XID)
-                if buf:
-                    datapath.xid = (next_xid - 1) & ofproto_v1_3.MAX_XID
-                    outbox.put(pdus_only, buf)
+            outbox = self.outboxes.get(dpid)
+            if outbox is not None and dpid in self.datapaths:
+                outbox.put_messages(msgs)
         for error in effects.errors:
             LOG.error("%s", error)
         for event in effects.member_events:
@@ -511,7 +434,7 @@ class LagApp(app_manager.RyuApp):
         if old is not None:
             old.close()
         self.datapaths[datapath.id] = datapath
-        self.outboxes[datapath.id] = _Outbox(datapath, functools.partial(self._count_pdu_drop, datapath.id))
+        self.outboxes[datapath.id] = Outbox(datapath, functools.partial(self._count_pdu_drop, datapath.id))
         ports = [port_desc(p) for no, p in datapath.ports.items() if no <= datapath.ofproto.OFPP_MAX]
         local = datapath.ports.get(OFPP_LOCAL)
         observed = None
@@ -572,15 +495,3 @@ class LagApp(app_manager.RyuApp):
         match = msg.match
         if "metadata" in match and "eth_src" in match:
             self.execute(self.service.flow_removed(msg.datapath.id, match["metadata"], match["eth_src"]))
-
-
-def _runs(msgs: list[Message]) -> list[tuple[bool, list[Message]]]:
-    """``msgs`` cut into runs, in order: (True, LACPDU packet-outs) or (False, anything else)."""
-    runs: list[tuple[bool, list[Message]]] = []
-    for msg in msgs:
-        pdu = isinstance(msg, PacketOut)
-        if runs and runs[-1][0] == pdu:
-            runs[-1][1].append(msg)
-        else:
-            runs.append((pdu, [msg]))
-    return runs

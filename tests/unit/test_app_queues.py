@@ -10,9 +10,12 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from ryu_lag import app as shell
-from ryu_lag.app import LEARN_BUDGET, LEARN_QUEUE_MAX, OUTBOX_MAX_PDUS, OUTBOX_STUCK_TIMEOUT, LagApp
+from ryu_lag import ofp_ryu
+from ryu_lag.app import LEARN_BUDGET, LEARN_QUEUE_MAX, LagApp
 from ryu_lag.bfd import BfdConfig, BondBfd, Discriminators
 from ryu_lag.config import BondConfig
+from ryu_lag.ofp_ryu import OUTBOX_MAX_PDUS, OUTBOX_STUCK_TIMEOUT, Outbox
+from ryu_lag.openflow import Message
 from ryu_lag.lacp import Lacpdu, LacpState, PortInfo, encode_frame
 from ryu_lag.lacp.pdu import NULL_PORT_INFO
 from ryu_lag.service import LagService, PortDesc
@@ -40,10 +43,10 @@ class FakeDatapath:
 
 class FakeOutbox:
     def __init__(self) -> None:
-        self.items: list[tuple[bool, bytes]] = []
+        self.sent: list[Message] = []
 
-    def put(self, pdus_only: bool, buf: bytes) -> None:
-        self.items.append((pdus_only, buf))
+    def put_messages(self, msgs: list[Message]) -> None:
+        self.sent.extend(msgs)
 
 
 def connected_app(tmp_path, bfd: bool = False) -> tuple[LagApp, FakeDatapath]:
@@ -110,7 +113,7 @@ def test_the_outbox_drops_the_oldest_lacpdus_of_a_stuck_switch_never_a_mod():
     datapath = FakeDatapath()
     datapath.gate.clear()
     drops: list[int] = []
-    outbox = shell._Outbox(datapath, lambda: drops.append(1))
+    outbox = Outbox(datapath, lambda: drops.append(1))
     outbox.put(False, b"mod-0")
     hub.sleep(0)  # the drain thread takes mod-0 and blocks on the switch
     assert outbox.writing_since is not None
@@ -130,10 +133,10 @@ def test_the_outbox_drops_the_oldest_lacpdus_of_a_stuck_switch_never_a_mod():
 
 
 def test_the_outbox_reports_a_switch_with_too_many_mods_waiting(monkeypatch):
-    monkeypatch.setattr(shell, "OUTBOX_MAX_BYTES", 100)
+    monkeypatch.setattr(ofp_ryu, "OUTBOX_MAX_BYTES", 100)
     datapath = FakeDatapath()
     datapath.gate.clear()
-    outbox = shell._Outbox(datapath, lambda: None)
+    outbox = Outbox(datapath, lambda: None)
     for _ in range(3):
         outbox.put(False, bytes(60))
     assert "bytes of flow, group and meter mods" in outbox.stuck(0.0)
