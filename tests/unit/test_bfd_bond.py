@@ -389,3 +389,56 @@ def test_config_defaults_and_dst_mac_by_encapsulation():
     assert micro.dst_mac == MICRO_BFD_DST_MAC and micro.udp_port == MICRO_BFD_UDP_PORT
     assert BfdConfig(dst_mac=OVS_DST_MAC) == BfdConfig()
     assert BfdConfig().timers_us() == (100_000, 100_000, 3)
+
+
+# ---- the bond's deadline against every member's timers ------------------------------------------------
+def _brute_force_deadline(b: BondBfd) -> float:
+    """The earliest timer of any member whose link is up, computed from scratch."""
+    return min((min(m.session.deadline, m.disarm_at) for m in b.members.values() if m.link_up), default=math.inf)
+
+
+def _random_frame(rng: random.Random, b: BondBfd, port: int) -> bytes:
+    """A frame from the partner on ``port``: any state, intervals and flags; sometimes not for us, or garbled."""
+    member = b.members.get(port)
+    ours = member.session.local_discriminator if member is not None else 1
+    packet = ControlPacket(
+        state=rng.choice([State.ADMIN_DOWN, State.DOWN, State.INIT, State.UP, State.UP, State.UP]),
+        diag=rng.choice([Diag.NONE, Diag.CONTROL_DETECTION_TIME_EXPIRED]),
+        poll=rng.random() < 0.1,
+        final=rng.random() < 0.1,
+        detect_mult=rng.choice([1, 3, 5, 255]),  # 255 at 1 s: a detection time past SILENT_PARTNER_TIME
+        my_discriminator=5000 + port,
+        your_discriminator=rng.choice([ours, ours, ours, 0, 424242]),
+        desired_min_tx_us=rng.choice([10_000, 100_000, 1_000_000]),
+        required_min_rx_us=rng.choice([0, 1, 100_000, 300_000]),
+    )
+    frame = encode_frame(Encapsulation.ovs(), mac(THEIRS, port), source_port(5000 + port), packet)
+    return frame[:40] if rng.random() < 0.05 else frame
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_deadline_is_never_later_than_any_members_timer_and_a_tick_at_it_moves_on(seed):
+    rng = random.Random(seed)
+    ports = list(range(1, 9))
+    b = bond(BfdConfig(), seed, 1, ports=ports)
+    configs = [BfdConfig(), BfdConfig(min_tx_ms=10, min_rx_ms=10, multiplier=1), BfdConfig(min_tx_ms=300, multiplier=5)]
+    now = 0.0
+    for _ in range(3000):
+        roll = rng.random()
+        port = rng.choice(ports + [99])  # 99: never a member
+        if roll < 0.05 and port in b.members:
+            b.set_link(port, not b.members[port].link_up or rng.random() < 0.3, now, mac(OURS, port))
+        elif roll < 0.06:
+            kept = [p for p in ports if rng.random() < 0.8] or [1]
+            b.reconfigure(rng.choice(configs), kept + [p for p in (9, 10) if rng.random() < 0.3], now)
+        elif roll < 0.60:
+            b.receive_frame(port, _random_frame(rng, b, port), now)
+        elif roll < 0.90 and b.deadline != math.inf:
+            now = max(now, b.deadline)
+        else:
+            now += rng.choice([0.001, 0.05, 0.4, 3.0, SILENT_PARTNER_TIME / 2])
+        assert b.deadline <= _brute_force_deadline(b), "the deadline is late"
+        if now >= b.deadline:
+            b.tick(now)
+            assert b.deadline > now, "a tick at the deadline left a timer due"
+            assert b.deadline <= _brute_force_deadline(b), "the deadline is late after a tick"
