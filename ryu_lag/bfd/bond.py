@@ -38,6 +38,7 @@ Rules it keeps (issue 12):
 from __future__ import annotations
 
 import enum
+import heapq
 import math
 import random
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ SILENT_PARTNER_TIME = 90.0
 """Seconds without a BFD packet, while not Up, after which an armed member runs on LACP alone (LACP's long timeout)."""
 
 _ETH_TYPE_IPV4 = ETH_TYPE_IPV4.to_bytes(2, "big")
+_STALE_TIMERS_FACTOR = 2  # the timer queue is rebuilt once it holds more than this many entries per member
+_STALE_TIMERS_SLACK = 16  # (plus this many), so stale entries cost at most a constant factor
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,7 @@ class BfdMember:
     armed: bool = False  # the session came Up since the link came up, and nothing disarmed it since
     disarmed: Disarmed = Disarmed.NEVER_UP  # why it is not armed (meaningful while not armed)
     last_frame: tuple[ControlPacket, bytes] | None = None  # the last packet sent and its frame: most repeat
+    wake_at: float = math.inf  # when BondBfd next runs this member's timers (``inf``: not scheduled)
 
     @property
     def gate_open(self) -> bool:
@@ -218,6 +222,11 @@ class BondBfd:
 
     ``discriminators`` returns a new local discriminator per call (unique per switch);
     ``jitter`` is the sessions' random source (floats in [0, 1)). Members start link-down.
+
+    The deadline is kept incrementally: an event recomputes only its own member's next wake
+    and a queue of (wake, port) gives the earliest, so a packet costs O(log members), not
+    O(members). Drive the sessions through this class: a change made to a member's session
+    directly is seen at that member's next event.
     """
 
     def __init__(
@@ -233,6 +242,9 @@ class BondBfd:
         self.members: dict[int, BfdMember] = {}
         for port in sorted(set(ports)):
             self.members[port] = self._new_member(port)
+        # (wake_at, port) of members whose timers run; an entry whose member no longer wakes
+        # at that time is stale and dropped when it reaches the top.
+        self._timers: list[tuple[float, int]] = []
         self._deadline = math.inf
 
     def _new_member(self, port: int) -> BfdMember:
@@ -298,7 +310,7 @@ class BondBfd:
         if up:
             self._run_timers(member, now, update)
         self._gate(member, gate, update)
-        self._reschedule()
+        self._schedule(member)
         return update
 
     def receive_frame(self, port: int, frame: bytes, now: float) -> BfdUpdate:
@@ -315,7 +327,7 @@ class BondBfd:
             member.armed = False
             member.disarmed = Disarmed.PARTNER_ADMIN_DOWN
         self._gate(member, gate, update)
-        self._reschedule()
+        self._schedule(member)
         return update
 
     def tick(self, now: float) -> BfdUpdate:
@@ -323,12 +335,20 @@ class BondBfd:
         update = BfdUpdate()
         if now < self._deadline:
             return update
-        for member in self.members.values():
-            if member.link_up and min(member.session.deadline, member.disarm_at) <= now:
-                gate = member.gate_open
-                self._run_timers(member, now, update)
-                self._gate(member, gate, update)
-        self._reschedule()
+        timers, members, due = self._timers, self.members, []
+        while timers and timers[0][0] <= now:
+            wake_at, port = heapq.heappop(timers)
+            member = members.get(port)
+            if member is not None and member.wake_at == wake_at:
+                member.wake_at = math.inf  # its entry is gone: _schedule pushes the next one
+                due.append(member)
+        due.sort(key=lambda m: m.port)  # in port order, as the members are
+        for member in due:
+            gate = member.gate_open
+            self._run_timers(member, now, update)
+            self._gate(member, gate, update)
+            self._schedule(member)
+        self._settle()
         return update
 
     def reconfigure(self, config: BfdConfig, ports: Iterable[int], now: float) -> BfdUpdate:
@@ -346,7 +366,9 @@ class BondBfd:
         for port in wanted.difference(self.members):
             self.members[port] = self._new_member(port)
         self.members = dict(sorted(self.members.items()))
-        self._reschedule()
+        for member in self.members.values():
+            member.wake_at = self._wake_at(member)
+        self._rebuild_timers()
         return BfdUpdate()
 
     # ---- internals -----------------------------------------------------------
@@ -381,7 +403,40 @@ class BondBfd:
                 member.last_frame = (packet, frame)
             update.transmit.append((member.port, frame))
 
-    def _reschedule(self) -> None:
-        self._deadline = min(
-            (min(m.session.deadline, m.disarm_at) for m in self.members.values() if m.link_up), default=math.inf
-        )
+    @staticmethod
+    def _wake_at(member: BfdMember) -> float:
+        """When the member's timers next need running: its session's or its disarming (``inf``: link down)."""
+        if not member.link_up:
+            return math.inf
+        return min(member.session.deadline, member.disarm_at)
+
+    def _schedule(self, member: BfdMember) -> None:
+        """After an event on ``member`` (the only one whose timers it moved): queue its next wake, settle the deadline."""
+        wake_at = self._wake_at(member)
+        if wake_at == member.wake_at:
+            return  # no member's wake moved: the deadline stands
+        member.wake_at = wake_at
+        if wake_at != math.inf:
+            heapq.heappush(self._timers, (wake_at, member.port))
+        if len(self._timers) > _STALE_TIMERS_FACTOR * len(self.members) + _STALE_TIMERS_SLACK:
+            self._rebuild_timers()
+        else:
+            self._settle()
+
+    def _rebuild_timers(self) -> None:
+        """One entry per scheduled member, none stale."""
+        self._timers = [(m.wake_at, port) for port, m in self.members.items() if m.wake_at != math.inf]
+        heapq.heapify(self._timers)
+        self._settle()
+
+    def _settle(self) -> None:
+        """Drop stale entries from the top of the queue; the deadline is then the earliest member's wake."""
+        timers, members = self._timers, self.members
+        while timers:
+            wake_at, port = timers[0]
+            member = members.get(port)
+            if member is not None and member.wake_at == wake_at:
+                self._deadline = wake_at
+                return
+            heapq.heappop(timers)
+        self._deadline = math.inf
