@@ -184,15 +184,20 @@ class BfdMember:
     session: BfdSession
     link_up: bool = False
     mac: str | None = None
-    armed: bool = False  # the session came Up since the link came up, and nothing disarmed it since
+    armed: bool = False  # the session came Up on both sides since the link came up, and nothing disarmed it since
     disarmed: Disarmed = Disarmed.NEVER_UP  # why it is not armed (meaningful while not armed)
     last_frame: tuple[ControlPacket, bytes] | None = None  # the last packet sent and its frame: most repeat
     wake_at: float = math.inf  # when BondBfd next runs this member's timers (``inf``: not scheduled)
 
     @property
     def gate_open(self) -> bool:
-        """BFD lets the member carry traffic: not armed, or the session is Up."""
-        return not self.armed or self.session.state is State.UP
+        """BFD lets the member carry traffic: not armed, or the session is Up on both sides.
+
+        Both: our session goes Up on the partner's Init, but Open vSwitch forwards on the
+        member only once its own session is Up, on our next packet (up to an interval later).
+        """
+        session = self.session
+        return not self.armed or (session.state is State.UP and session.remote_state is State.UP)
 
     @property
     def disarm_at(self) -> float:
@@ -322,6 +327,7 @@ class BondBfd:
         gate = member.gate_open
         session_update = member.session.receive_frame(frame, self.config.udp_port, now)
         self._note(member, session_update.state_change, update)
+        self._arm(member)  # the partner's Up may follow ours: no state change of ours then
         self._send(member, session_update.transmit, update)
         if member.armed and member.session.state is not State.UP and member.session.remote_state is State.ADMIN_DOWN:
             member.armed = False
@@ -384,7 +390,13 @@ class BondBfd:
         if change is None:
             return
         update.state_changes.append((member.port, change))
-        if change.new is State.UP:
+        self._arm(member)
+
+    @staticmethod
+    def _arm(member: BfdMember) -> None:
+        """BFD starts gating a member once its session is Up on both sides (then the partner forwards on it)."""
+        session = member.session
+        if session.state is State.UP and session.remote_state is State.UP:
             member.armed = True
 
     def _gate(self, member: BfdMember, before: bool, update: BfdUpdate) -> None:

@@ -350,8 +350,9 @@ def test_a_bare_session_partner_brings_the_member_up_and_a_cut_is_seen():
         while inbox:
             ours_did(ours.receive_frame(5, inbox.pop(0), now))
         ours_did(ours.tick(now))
-        if now < 4.0 and ours.members[5].session.state is State.UP:
-            assert ours.gating(5)
+        session = ours.members[5].session
+        if now < 4.0 and session.state is State.UP and session.remote_state is State.UP:
+            assert ours.gating(5)  # BFD gates once the session is Up on both sides
     assert cut_at is not None and len(gates) == 1
     at, gate = gates[0]
     assert not gate and at - cut_at <= 0.3 + 1e-9
@@ -442,3 +443,36 @@ def test_the_deadline_is_never_later_than_any_members_timer_and_a_tick_at_it_mov
             b.tick(now)
             assert b.deadline > now, "a tick at the deadline left a timer due"
             assert b.deadline <= _brute_force_deadline(b), "the deadline is late after a tick"
+
+
+def test_a_mended_member_carries_traffic_again_only_once_the_partner_says_up():
+    """Our session goes Up on the partner's Init, but Open vSwitch forwards on the member only once its
+    own session is Up (on our next packet): the gate waits for the partner's Up."""
+    ours = bond(BfdConfig(), 1, 1, ports=[5])
+    partner = BfdSession(77, 100_000, 100_000, 3, jitter=random.Random(3).random)
+    encap = Encapsulation.ovs()
+    now, cut = 0.0, False
+    gates: list[bool] = []
+    inbox: list[bytes] = []
+
+    def ours_did(update: BfdUpdate) -> None:
+        gates.extend(gate for _, gate in update.gate_changes)
+        for _, frame in update.transmit:
+            if not cut:
+                for p in partner.receive_frame(frame, OVS_UDP_PORT, now).transmit:
+                    inbox.append(encode_frame(encap, "02:00:00:00:00:77", source_port(77), p))
+
+    ours_did(ours.set_link(5, True, now, mac(OURS, 5)))
+    while now < 9.0:
+        now = max(now, min(ours.deadline, partner.deadline))
+        cut = 3.0 <= now < 5.0
+        for p in partner.tick(now).transmit:
+            if not cut:
+                inbox.append(encode_frame(encap, "02:00:00:00:00:77", source_port(77), p))
+        while inbox:
+            ours_did(ours.receive_frame(5, inbox.pop(0), now))
+            session = ours.members[5].session
+            if ours.gating(5):
+                assert ours.gate_open(5) == (session.state is State.UP and session.remote_state is State.UP)
+        ours_did(ours.tick(now))
+    assert gates == [False, True]  # out at the cut, back once both sides are Up
