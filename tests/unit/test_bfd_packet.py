@@ -30,6 +30,7 @@ from ryu_lag.bfd.packet import (
     encode_frame,
     source_port,
 )
+from tests.unit.imports import imported_modules
 
 FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures"
 SRC_MAC = "02:00:00:00:00:aa"
@@ -316,16 +317,8 @@ def test_package_is_stdlib_only():
     package = pathlib.Path(ryu_lag.bfd.__file__).parent
     allowed = {"__future__", "enum", "struct", "dataclasses", "heapq", "ipaddress", "math", "random", "typing"}
     for source in package.glob("*.py"):
-        tree = ast.parse(source.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
+        for name in imported_modules(source):
+            if name.startswith("ryu_lag."):
+                assert name.startswith(("ryu_lag.bfd", "ryu_lag.lacp.pdu")), f"{source.name} imports {name}"
             else:
-                continue
-            for name in names:
-                if name.startswith("ryu_lag."):
-                    assert name.startswith(("ryu_lag.bfd", "ryu_lag.lacp.pdu")), f"{source.name} imports {name}"
-                else:
-                    assert name.split(".")[0] in allowed, f"{source.name} imports {name}"
+                assert name.split(".")[0] in allowed, f"{source.name} imports {name}"

@@ -20,6 +20,7 @@ from ryu_lag.lacp.pdu import (
     encode_frame,
     encode_pdu,
 )
+from tests.unit.imports import imported_modules
 
 FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures"
 
@@ -107,18 +108,10 @@ def test_engine_is_stdlib_only():
     """The lacp package imports nothing outside the standard library and itself."""
     package = pathlib.Path(ryu_lag.lacp.__file__).parent
     for source in package.glob("*.py"):
-        tree = ast.parse(source.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                assert top in {"ryu_lag", "__future__", "enum", "struct", "dataclasses", "collections", "typing", "math"}, (
-                    f"{source.name} imports {name}"
-                )
-                if top == "ryu_lag":
-                    assert name.startswith("ryu_lag.lacp"), f"{source.name} imports {name}"
+        for name in imported_modules(source):
+            top = name.split(".")[0]
+            assert top in {"ryu_lag", "__future__", "enum", "struct", "dataclasses", "collections", "typing", "math"}, (
+                f"{source.name} imports {name}"
+            )
+            if top == "ryu_lag":
+                assert name.startswith("ryu_lag.lacp"), f"{source.name} imports {name}"

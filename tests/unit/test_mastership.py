@@ -4,7 +4,6 @@ and keys bound to an instance's lease that vanish with it."""
 
 from __future__ import annotations
 
-import ast
 import pathlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from ryu_lag.mastership import (
     valid_instance_id,
 )
 from ryu_lag.openflow import Role, RoleRequest
+from tests.unit.imports import imported_modules
 
 SWITCHES = range(1, 11)
 T0 = 1000.0  # when every connection in these tests came up, unless a test says otherwise
@@ -370,14 +370,5 @@ def test_instance_ids() -> None:
 
 
 def test_decisions_are_stdlib_only() -> None:
-    tree = ast.parse(pathlib.Path(ryu_lag.mastership.__file__).read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            names = [node.module or ""]
-        else:
-            continue
-        for name in names:
-            assert name.split(".")[0] in {"__future__", "re", "collections", "dataclasses"} or \
-                name == "ryu_lag.openflow", name
+    for name in imported_modules(pathlib.Path(ryu_lag.mastership.__file__)):
+        assert name.split(".")[0] in {"__future__", "re", "collections", "dataclasses"} or name == "ryu_lag.openflow", name
