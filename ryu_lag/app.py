@@ -53,11 +53,10 @@ from rest.api import install as install_rest_api
 from ryu_lag import options
 from ryu_lag.bfd import is_bfd_frame
 from ryu_lag.config import BondConfig
-from ryu_lag.lacp.pdu import ETH_TYPE_SLOW, SLOW_PROTOCOLS_MAC, mac_to_bytes
 from ryu_lag.ofp_read import flows_from_stats, groups_from_desc, meters_from_config
 from ryu_lag.ofp_ryu import Outbox, port_up
 from ryu_lag.openflow import OFPP_LOCAL, ObservedSwitch, Table
-from ryu_lag.service import Effects, LagService, PortDesc
+from ryu_lag.service import Effects, LagService, PortDesc, is_lacpdu
 from ryu_lag.store import BondStore, StoreError
 from ryu_lag.switching import COOKIE, COOKIE_MASK, QUEUE_FULL
 
@@ -77,12 +76,6 @@ LEARN_BUDGET = 64
 """Learning packet-ins handled in one go before the learning thread lets LACP and the rest run."""
 LEARN_DROP_LOG_INTERVAL = 60.0
 """Seconds between log lines about sources not learned (never one per frame)."""
-_SLOW_HEADER = (mac_to_bytes(SLOW_PROTOCOLS_MAC), ETH_TYPE_SLOW.to_bytes(2, "big"))
-
-
-def is_lacpdu(frame: bytes) -> bool:
-    """Whether a frame is addressed to the Slow Protocols group with the Slow Protocols ethertype."""
-    return frame[0:6] == _SLOW_HEADER[0] and frame[12:14] == _SLOW_HEADER[1]
 
 
 def meters_count_packets(features: Any) -> bool:

@@ -73,6 +73,11 @@ _SLOW_PROTOCOLS_DST = mac_to_bytes(SLOW_PROTOCOLS_MAC)
 _SLOW_ETH_TYPE = ETH_TYPE_SLOW.to_bytes(2, "big")
 
 
+def is_lacpdu(frame: bytes) -> bool:
+    """Whether a frame is addressed to the Slow Protocols group with the Slow Protocols ethertype."""
+    return frame[12:14] == _SLOW_ETH_TYPE and frame[0:6] == _SLOW_PROTOCOLS_DST
+
+
 @dataclass(frozen=True)
 class PortDesc:
     """A physical port as the switch describes it."""
@@ -418,7 +423,7 @@ class LagService:
         runtime = self.switches.get(dpid)
         if runtime is None or len(data) < 14:
             return effects
-        if data[12:14] == _SLOW_ETH_TYPE and data[0:6] == _SLOW_PROTOCOLS_DST:
+        if is_lacpdu(data):
             bond = runtime.bond_of_port(in_port)
             if bond is not None:
                 self._engine_update(runtime, bond, bond.engine.receive_frame(in_port, data, now), effects)
