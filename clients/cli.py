@@ -51,7 +51,8 @@ LACP state letters: {STATE_LETTERS} = activity, short timeout, aggregation, sync
 collecting, distributing, defaulted, expired ('.' when clear).
 environment: {TOKEN_ENV} (the API token), {URL_ENV} (default {DEFAULT_URL}).
 exit status: 0 ok, 1 other error, 2 usage, 3 controller unreachable, 4 not found,
-5 conflict, 6 invalid request or apply file, 7 unauthorized.
+5 conflict (also a concurrent change through another instance: read again, retry),
+6 invalid request or apply file, 7 unauthorized.
 """
 
 APPLY_HELP = """\
@@ -186,6 +187,44 @@ def render_macs(macs: list[dict[str, Any]]) -> str:
     return table(["MAC", "ON"], [[m["mac"], m["bond"] if m["bond"] is not None else m["port"]] for m in macs])
 
 
+def _mean_ms(seconds: float, count: int) -> str:
+    return f"{seconds / count * 1000:.1f} ms" if count else "-"
+
+
+def render_cluster(status: dict[str, Any]) -> str:
+    """``GET /lag/cluster``: this instance, the store, the election, the instances, then each switch's master."""
+    store = status["store"]
+    health = "healthy" if store["healthy"] else f"UNHEALTHY ({store['error'] or 'no answer'})"
+    lines = [
+        f"instance {status['instance']}",
+        f"store {store['url']} ({store['kind']}): {health}, {store['requests']} requests,"
+        f" mean {_mean_ms(store['request_seconds'], store['requests'])}",
+    ]
+    election = status["election"]
+    if election is None:
+        lines.append("election: none (one instance)")
+    else:
+        since = election["seconds_since_step"]
+        lines.append(
+            f"election: {'reachable' if election['reachable'] else 'UNREACHABLE'}, lease {election['lease_ttl']:g} s,"
+            f" {election['steps']} steps, mean {_mean_ms(election['step_seconds'], election['steps'])},"
+            f" last {f'{since:.1f} s ago' if since is not None else 'never'}"
+        )
+    lines.append(f"takeovers {status['takeovers']}, stepdowns {status['stepdowns']}")
+    rows = []
+    for instance in status["instances"]:
+        name = f"{instance['id']} (this)" if instance["id"] == status["instance"] else instance["id"]
+        rows.append([name, instance["url"], len(instance["switches"]), len(instance["masters"])])
+    parts = ["\n".join(lines), table(["INSTANCE", "URL", "SWITCHES", "MASTERS"], rows)]
+    switches = status["switches"]
+    if switches:
+        rows = [[s["dpid"], s["master"], s["generation"], s["role"]] for s in switches]
+        parts.append(table(["DPID", "MASTER", "GENERATION", "ROLE HERE"], rows))
+    else:
+        parts.append("no switches connected")
+    return "\n\n".join(parts)
+
+
 def _ports(value: str) -> list[int]:
     """One ``--ports`` word: ``1`` or ``1,2``."""
     try:
@@ -213,6 +252,7 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("switches", help="list switches that are connected or have bonds")
+    sub.add_parser("cluster", help="show this instance, the store, the live instances and each switch's master")
     show = sub.add_parser("show", help="show a switch, or one bond, with member status")
     show.add_argument("dpid", type=_dpid)
     show.add_argument("bond", nargs="?")
@@ -308,6 +348,9 @@ def run(args: argparse.Namespace, client: LagClient, out: TextIO) -> None:
     elif args.command == "switches":
         switches = client.list_switches()
         emit(switches, render_switches(switches))
+    elif args.command == "cluster":
+        status = client.cluster()
+        emit(status, render_cluster(status))
     elif args.command == "show":
         if args.bond:
             bond = client.get_bond(args.dpid, args.bond)

@@ -53,7 +53,8 @@ class NotFound(ApiError):
 
 
 class Conflict(ApiError):
-    """409: a port already in another bond, a key already used, or a name taken."""
+    """409: a port already in another bond, a key already used, or a name taken (``conflict``); or the
+    switch changed through another instance or client meanwhile (``concurrent_change``: read again, retry)."""
 
 
 class ServerError(ApiError):
@@ -194,6 +195,12 @@ class LagClient:
     def flush_macs(self, dpid: int | str, *, bond: str | None = None, port: int | None = None) -> int:
         """Forget learned MACs (all, or one bond's or plain port's); returns how many."""
         return self._call("DELETE", f"/lag/{format_dpid(dpid)}/macs", params=_filter(bond, port))["flushed"]
+
+    # ---- cluster ---------------------------------------------------------------------
+    def cluster(self) -> dict[str, Any]:
+        """The cluster as the instance at ``base_url`` sees it (``GET /lag/cluster``): instance, store,
+        election, instances, switches, takeovers, stepdowns."""
+        return self._call("GET", "/lag/cluster")
 
     # ---- documents -------------------------------------------------------------------
     def openapi(self) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from rest import openapi, server, views  # noqa: E402
 from rest.metrics import RestMetrics  # noqa: E402
 from ryu_lag.config import MAX_PORT, BondConfig, ConfigError, format_dpid  # noqa: E402
 from ryu_lag.service import BondConflict, LagService, UnknownBond  # noqa: E402
-from ryu_lag.store import StoreError  # noqa: E402
+from ryu_lag.stores import StoreConflict, StoreError  # noqa: E402
 from ryu_lag.switching import bond_logical  # noqa: E402
 
 LOG = logging.getLogger("ryu_lag.rest")
@@ -52,6 +52,7 @@ BOND_PATTERN = r"(?!macs$)[^/]+"  # any segment but "macs"; the handler validate
 DPID = {"dpid": DPID_PATTERN}
 DPID_BOND = {"dpid": DPID_PATTERN, "bond": BOND_PATTERN}
 METRICS_PATH = "/metrics"
+CLUSTER_PATH = "/lag/cluster"
 UNMATCHED = "unmatched"  # the route label of requests that match no route
 _LENIENT_TYPES = frozenset({"", "application/x-www-form-urlencoded"})  # curl -d sends the latter
 _AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="ryu_lag"'}
@@ -69,6 +70,11 @@ class LagAppLike(Protocol):
     """What the REST API needs of its app: ``ryu_lag.app.LagApp`` is one."""
 
     service: LagService
+    instance_id: str
+
+    def master_of(self, dpid: int) -> str | None: ...
+
+    def cluster_status(self) -> dict[str, Any]: ...
 
     def put_bond(self, config: BondConfig, *, replace: bool = True) -> None: ...
 
@@ -191,6 +197,12 @@ def as_api_error(exc: Exception) -> ApiError:
         return ApiError(400, "invalid_field", str(exc), field=exc.field)
     if isinstance(exc, UnknownBond):
         return ApiError(404, "unknown_bond", f"no bond {exc.args[0]!r}")
+    if isinstance(exc, StoreConflict):
+        message = (
+            f"switch {format_dpid(exc.dpid)} changed through another instance or client meanwhile; "
+            "nothing was changed: read it again and retry"
+        )
+        return ApiError(409, "concurrent_change", message)
     if isinstance(exc, StoreError):
         LOG.error("state database failed: %s", exc)
         return ApiError(503, "store_unavailable", f"{exc}; nothing was changed")
@@ -308,7 +320,13 @@ class LagController(ControllerBase):
 
     @api_route("/lag/{dpid}", ["GET"], DPID)
     def get_switch(self, req: Request, dpid: str, **_: Any) -> Response:
-        return json_response(200, views.switch_view(self.service, self._known(dpid), self.clock()))
+        dp = self._known(dpid)
+        return json_response(200, views.switch_view(self.service, dp, self.clock(), self.app.master_of(dp)))
+
+    # ---- cluster -----------------------------------------------------------------
+    @api_route(CLUSTER_PATH, ["GET"])
+    def get_cluster(self, req: Request, **_: Any) -> Response:
+        return json_response(200, self.app.cluster_status())
 
     # ---- bonds -------------------------------------------------------------------
     @api_route("/lag/{dpid}", ["POST"], DPID)
@@ -509,7 +527,7 @@ def register(
 ) -> RestMetrics:
     """Add the API (listening on ``host``) to Ryu's WSGI application, then a 405 fallback per route
     and a JSON 404 under /lag."""
-    metrics = RestMetrics(app.service)
+    metrics = RestMetrics(app.service, lambda: app.cluster_status())  # the app's status at each scrape
     hosts = None if token else HostNames.of_bind(host)
     wsgi.register(LagController, {"lag_app": app, "token": token, "metrics": metrics, "clock": clock, "hosts": hosts})
     for path, (methods, requirements) in routes().items():

@@ -1,4 +1,5 @@
-"""Prometheus metrics: LACP and BFD state read from the service at scrape time, and REST requests.
+"""Prometheus metrics: LACP and BFD state read from the service at scrape time, this instance's
+part in the cluster and its store (from the app's cluster status), and REST requests.
 
 Each :class:`RestMetrics` has its own ``CollectorRegistry``, so several apps (and tests)
 never share series.
@@ -6,13 +7,14 @@ never share series.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rest.views import known_dpids, selection
+from rest.views import ROLE_MASTER, known_dpids, selection
 from ryu_lag.bfd import BondBfd, State
 from ryu_lag.bfd.session import US
 from ryu_lag.config import format_dpid
@@ -146,12 +148,52 @@ def _bfd_metrics(bonds: list[tuple[list[str], BondBfd]]) -> Iterator[Metric]:
     yield from (state, gating, gate_open, detection, rx, tx, bad, changes)
 
 
-class RestMetrics:
-    """One app's metrics registry: the LACP collector and the REST request counter."""
+class ClusterCollector(Collector):
+    """Mastership, takeovers, step-downs and the store's health and load, from ``app.cluster_status()``."""
 
-    def __init__(self, service: LagService) -> None:
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        self.status = status
+
+    def collect(self) -> Iterator[Metric]:
+        status = self.status()
+        store = status["store"]
+        master = GaugeMetricFamily(
+            "ryu_lag_switch_master", "1 while this instance holds the OpenFlow MASTER role on the switch",
+            labels=["dpid"])
+        for switch in status["switches"]:
+            master.add_metric([switch["dpid"]], 1 if switch["role"] == ROLE_MASTER else 0)
+        instances = GaugeMetricFamily("ryu_lag_cluster_instances", "live instances of the cluster (this one included)")
+        instances.add_metric([], len(status["instances"]))
+        takeovers = CounterMetricFamily(
+            "ryu_lag_cluster_takeovers", "switches this instance became master of", status["takeovers"])
+        stepdowns = CounterMetricFamily(
+            "ryu_lag_cluster_stepdowns", "masterships this instance lost or gave up", status["stepdowns"])
+        healthy = GaugeMetricFamily(
+            "ryu_lag_store_healthy", "1 while the store answers (0 after a failed read or write)",
+            int(store["healthy"]))
+        requests = CounterMetricFamily(
+            "ryu_lag_store_requests", "store reads and writes made by this instance", store["requests"])
+        seconds = CounterMetricFamily(
+            "ryu_lag_store_request_seconds", "time spent in store reads and writes by this instance",
+            store["request_seconds"])
+        yield from (master, instances, takeovers, stepdowns, healthy, requests, seconds)
+        election = status["election"]
+        if election is not None:
+            yield GaugeMetricFamily(
+                "ryu_lag_election_reachable", "1 while the election (etcd) answers this instance",
+                int(election["reachable"]))
+
+
+class RestMetrics:
+    """One app's metrics registry: the LACP and cluster collectors and the REST request counter.
+
+    ``cluster_status``: the app's ``cluster_status`` (read at scrape time).
+    """
+
+    def __init__(self, service: LagService, cluster_status: Callable[[], dict[str, Any]]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(LacpCollector(service))
+        self.registry.register(ClusterCollector(cluster_status))
         self.requests = Counter(
             "ryu_lag_rest_requests",
             "REST requests by route template, method and status",

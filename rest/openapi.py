@@ -12,6 +12,7 @@ from typing import Any
 from ryu_lag.bfd import BfdConfig, EncapsulationKind, State
 from ryu_lag.bfd.bond import DEFAULT_DST_MAC, MAX_INTERVAL_MS, MAX_MULTIPLIER, MIN_INTERVAL_MS, MIN_MULTIPLIER
 from rest import server
+from rest.views import ROLES
 from ryu_lag.config import MAX_MEMBER_PORT, MAX_MEMBERS, MAX_PORT, NAME_RE
 
 _VERSION = "1.0.0"
@@ -77,7 +78,8 @@ _SCHEMAS: dict[str, Any] = {
                             "invalid_field", "malformed_json", "invalid_dpid", "unauthorized", "unknown_switch",
                             "unknown_bond", "not_found", "method_not_allowed", "conflict", "payload_too_large",
                             "unsupported_media_type", "unknown_port", "internal_error", "store_unavailable",
-                            "forbidden_origin", "forbidden_host", *sorted(set(server.ERROR_CODES.values())),
+                            "forbidden_origin", "forbidden_host", "concurrent_change",
+                            *sorted(set(server.ERROR_CODES.values())),
                         ],
                     },
                     "message": {"type": "string"},
@@ -103,6 +105,10 @@ _SCHEMAS: dict[str, Any] = {
         {
             "dpid": _DPID,
             "connected": {"type": "boolean"},
+            "master": _nullable(
+                {"type": "string", "description": "the instance that is the switch's master, as this one knows; "
+                 "null: none (not connected to any instance)"}
+            ),
             "system": _nullable({**_MAC, "description": "LACP system id of the switch (null while not connected)"}),
             "bond_count": {"type": "integer", "minimum": 0},
             "ports": {
@@ -284,6 +290,60 @@ _SCHEMAS: dict[str, Any] = {
     ),
     "MacList": _object({"dpid": _DPID, "macs": {"type": "array", "items": _ref("Mac")}}),
     "Flushed": _object({"dpid": _DPID, "flushed": {"type": "integer", "minimum": 0}}),
+    "StoreStatus": _object(
+        {
+            "url": {"type": "string", "description": "sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...]"},
+            "kind": {"type": "string", "enum": ["sqlite", "etcd"]},
+            "healthy": {"type": "boolean", "description": "the store's last read or write succeeded"},
+            "error": _nullable({"type": "string", "description": "the last failure (null: none)"}),
+            "requests": {"type": "integer", "minimum": 0, "description": "reads and writes made by this instance"},
+            "request_seconds": {"type": "number", "minimum": 0, "description": "their total time"},
+        }
+    ),
+    "ElectionStatus": _object(
+        {
+            "reachable": {"type": "boolean", "description": "etcd answered the last election step"},
+            "lease_ttl": {"type": "number", "minimum": 0, "description": "seconds"},
+            "seconds_since_step": _nullable(
+                {"type": "number", "minimum": 0, "description": "since the last election step (null: none yet)"}
+            ),
+            "steps": {"type": "integer", "minimum": 0},
+            "step_seconds": {"type": "number", "minimum": 0, "description": "total time of the steps"},
+        }
+    ),
+    "Instance": _object(
+        {
+            "id": {"type": "string"},
+            "url": {"type": "string", "description": "its REST API"},
+            "switches": {"type": "array", "items": _DPID, "description": "switches connected to it"},
+            "masters": {"type": "array", "items": _DPID, "description": "switches it is master of"},
+        }
+    ),
+    "SwitchRole": _object(
+        {
+            "dpid": _DPID,
+            "master": _nullable({"type": "string", "description": "the master instance (null: none)"}),
+            "generation": _nullable(
+                {"type": "integer", "minimum": 0, "description": "the master's OpenFlow generation id"}
+            ),
+            "role": {"type": "string", "enum": list(ROLES), "description": "this instance's role on the switch"},
+        }
+    ),
+    "Cluster": _object(
+        {
+            "instance": {"type": "string", "description": "this instance's id"},
+            "store": _ref("StoreStatus"),
+            "election": _nullable_ref("ElectionStatus", "null with the sqlite store (one instance)"),
+            "instances": {"type": "array", "items": _ref("Instance"), "description": "the live instances"},
+            "switches": {
+                "type": "array", "items": _ref("SwitchRole"), "description": "the switches connected to this instance"
+            },
+            "takeovers": {"type": "integer", "minimum": 0, "description": "switches this instance became master of"},
+            "stepdowns": {
+                "type": "integer", "minimum": 0, "description": "masterships this instance lost or gave up"
+            },
+        }
+    ),
 }
 
 _ERRORS = {
@@ -293,7 +353,9 @@ _ERRORS = {
     "or, without a token, a Host that does not name the API (forbidden_host: DNS rebinding)",
     404: "unknown switch or bond",
     405: "the path does not take this method (PUT /lag/{dpid}/macs: macs is no bond name); Allow lists those it does",
-    409: "a port already in another bond, a key already used, or (POST) the name taken",
+    409: "a port already in another bond, a key already used, or (POST) the name taken (conflict); "
+    "the switch changed through another instance or client meanwhile (concurrent_change): nothing was "
+    "changed, read it again and retry",
     413: "body over 64 KiB",
     415: "body not JSON",
     422: "a port the connected switch does not have",
@@ -383,7 +445,7 @@ _PATHS: dict[str, Any] = {
         "delete": {
             "operationId": "deleteBond",
             "summary": "Delete a bond: its ports become plain ports, its group and flows are gone",
-            "responses": _responses({204: {"description": "deleted"}}, 400, 404, 503),
+            "responses": _responses({204: {"description": "deleted"}}, 400, 404, 409, 503),
         },
     },
     "/lag/{dpid}/macs": {
@@ -401,6 +463,13 @@ _PATHS: dict[str, Any] = {
             "responses": _responses({200: _json("Flushed", "how many MACs were forgotten")}, 400, 404, 422),
         },
     },
+    "/lag/cluster": {
+        "get": {
+            "operationId": "getCluster",
+            "summary": "This instance, the store and its health, the live instances and their masterships",
+            "responses": _responses({200: _json("Cluster", "the cluster as this instance sees it")}),
+        }
+    },
     "/lag/openapi.json": {
         "get": {
             "operationId": "getOpenApi",
@@ -414,7 +483,8 @@ _PATHS: dict[str, Any] = {
     "/metrics": {
         "get": {
             "operationId": "getMetrics",
-            "summary": "Prometheus metrics: LACP state and counters, bonds, switch connections, REST requests",
+            "summary": "Prometheus metrics: LACP state and counters, bonds, switch connections, mastership, "
+            "the store, REST requests",
             "security": [],
             "responses": {
                 "200": {

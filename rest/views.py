@@ -16,6 +16,9 @@ from ryu_lag.service import BondRuntime, LagService
 from ryu_lag.switching import bond_group, is_bond
 
 NOT_CONNECTED = "switch not connected"
+ROLE_MASTER = "master"
+ROLES = (ROLE_MASTER, "slave", "equal", "promoting")
+"""This instance's OpenFlow role on a switch, as ``app.cluster_status()`` names it."""
 
 
 def known_dpids(service: LagService) -> list[int]:
@@ -41,8 +44,8 @@ def switch_list(service: LagService) -> dict[str, Any]:
     }
 
 
-def switch_view(service: LagService, dpid: int, now: float) -> dict[str, Any]:
-    """``GET /lag/{dpid}``: the switch, its physical ports and all its bonds."""
+def switch_view(service: LagService, dpid: int, now: float, master: str | None) -> dict[str, Any]:
+    """``GET /lag/{dpid}``: the switch, its master instance (None: none known), its physical ports and all its bonds."""
     runtime = service.switches.get(dpid)
     ports: list[dict[str, Any]] = []
     if runtime is not None:
@@ -54,6 +57,7 @@ def switch_view(service: LagService, dpid: int, now: float) -> dict[str, Any]:
     return {
         "dpid": format_dpid(dpid),
         "connected": runtime is not None,
+        "master": master,
         "system": runtime.system if runtime is not None else None,
         "bond_count": len(configs),
         "ports": ports,

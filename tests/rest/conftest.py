@@ -2,9 +2,10 @@
 
 ``Rig`` stands in for LagApp: its ``execute`` records effects (and hands LACPDUs to an
 optional simulated partner) instead of sending them; "switch connected" is
-``service.switch_connected(...)``. Every response a test sees is checked against the
-OpenAPI document: its status must be documented for its route and method, and its body
-must fit the documented schema.
+``service.switch_connected(...)``. Its cluster status is a single instance's (SQLite, no
+election, master of every switch connected), which a test may amend (``Rig.cluster``).
+Every response a test sees is checked against the OpenAPI document: its status must be
+documented for its route and method, and its body must fit the documented schema.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from webob import Request, Response
 
 from rest import openapi
 from rest.api import register
-from ryu_lag.config import BondConfig
+from ryu_lag.config import BondConfig, format_dpid
 from ryu_lag.lacp import BondSettings, LacpBond, Rate, Update, encode_frame
 from ryu_lag.openflow import Message, PacketOut
 from ryu_lag.service import Effects, LagService, PortDesc
@@ -34,6 +35,8 @@ SWITCH_SYSTEM = "02:00:00:00:01:00"
 PARTNER_SYSTEM = "02:00:00:00:00:99"
 PARTNER_KEY = 7
 DOC = openapi.document()
+INSTANCE = "rig-8080"
+INSTANCE_URL = "http://127.0.0.1:8080"
 
 
 def port_mac(port: int) -> str:
@@ -85,6 +88,8 @@ class Rig:
         self.effects: list[Effects] = []
         self.partner: Partner | None = None
         self.token = token
+        self.instance_id = INSTANCE
+        self.cluster: dict[str, Any] = {}  # keys of cluster_status() replaced by a test
         self.wsgi = WSGIApplication()
         self.metrics = register(self.wsgi, self, token=token, clock=self.clock)
 
@@ -102,6 +107,25 @@ class Rig:
 
     def flush_macs(self, dpid: int, logical: int | None = None) -> None:
         self.execute(self.service.flush_macs(dpid, logical))
+
+    def master_of(self, dpid: int) -> str | None:
+        return self.instance_id if dpid in self.service.switches else None
+
+    def cluster_status(self) -> dict[str, Any]:
+        """One instance on SQLite, master of the switches connected; then ``self.cluster``'s keys."""
+        dpids = [format_dpid(dpid) for dpid in sorted(self.service.switches)]
+        status = {
+            "instance": self.instance_id,
+            "store": {"url": f"sqlite:{self.db}", "kind": "sqlite", "healthy": True, "error": None,
+                      "requests": 0, "request_seconds": 0.0},
+            "election": None,
+            "instances": [{"id": self.instance_id, "url": INSTANCE_URL, "switches": dpids, "masters": dpids}],
+            "switches": [{"dpid": dpid, "master": self.instance_id, "generation": None, "role": "master"}
+                         for dpid in dpids],
+            "takeovers": 0,
+            "stepdowns": 0,
+        }
+        return {**status, **self.cluster}
 
     # ---- driving the service ------------------------------------------------------
     def messages(self) -> list[tuple[int, Message]]:
