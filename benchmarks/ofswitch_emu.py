@@ -33,7 +33,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Self
 
 from benchmarks import common
@@ -403,6 +403,240 @@ async def wait_quiet(switches: list[EmuSwitch], quiet: float, timeout: float) ->
     raise TimeoutError(f"the controller kept sending for {timeout:.0f} s")
 
 
+# ---- one switch, several controllers: OpenFlow 1.3 roles ---------------------------------
+OFPCR_ROLE_NOCHANGE, OFPCR_ROLE_EQUAL, OFPCR_ROLE_MASTER, OFPCR_ROLE_SLAVE = 0, 1, 2, 3
+OFPET_ROLE_REQUEST_FAILED, OFPRRFC_STALE, OFPRRFC_BAD_ROLE = 11, 0, 2
+OFPBRC_IS_SLAVE = 10
+ONF_EXPERIMENTER, ONFT_ROLE_STATUS, OFPCRR_MASTER_REQUEST = 0x4F4E4600, 1911, 0
+ROLE_NAMES = {OFPCR_ROLE_EQUAL: "equal", OFPCR_ROLE_MASTER: "master", OFPCR_ROLE_SLAVE: "slave"}
+_ROLE = struct.Struct("!I4xQ")  # role, pad, generation_id (ROLE_REQUEST and ROLE_REPLY)
+_ASYNC = struct.Struct("!6I")  # packet-in, port-status, flow-removed masks: (master/equal, slave) each
+_ROLE_STATUS = struct.Struct("!IIIB3xQ")  # experimenter, exp_type, role, reason, pad, generation_id
+_SLAVE_REFUSED = frozenset({OFPT.PACKET_OUT, OFPT.FLOW_MOD, OFPT.GROUP_MOD, OFPT.PORT_MOD, OFPT.TABLE_MOD,
+                            OFPT.METER_MOD})
+"""What a SLAVE connection may not send: the switch refuses it with BAD_REQUEST/IS_SLAVE."""
+DEFAULT_ASYNC = ((0b111, 0), (0b111, 0b111), (0b1111, 0))
+"""OpenFlow 1.3's asynchronous config of a new connection, (master/equal mask, slave mask) for
+packet-ins, port status and flow removals: a master or equal gets everything, a slave port status only."""
+_UNDEFINED_GENERATION = 0xFFFFFFFFFFFFFFFF  # what a ROLE_REPLY carries before any generation was seen
+
+
+def stale(generation: int, newest: int) -> bool:
+    """Whether ``generation`` is older than ``newest``: OpenFlow 1.3's wrapping signed 64-bit distance."""
+    distance = (generation - newest) & 0xFFFFFFFFFFFFFFFF
+    return distance >= 1 << 63
+
+
+@dataclass(frozen=True)
+class RoleChange:
+    """A role the switch granted: when, to which controller (its index), and the generation it carried."""
+
+    time: float
+    controller: int
+    role: int
+    generation: int
+
+
+class RoleConnection(EmuSwitch):
+    """One controller's connection to a :class:`ClusterSwitch`: EmuSwitch's answers, plus the
+    connection's role (EQUAL at first) and asynchronous config as OpenFlow 1.3 keeps them.
+
+    A SLAVE's writes are refused (BAD_REQUEST/IS_SLAVE); everything else goes to EmuSwitch's
+    handling. Accepted PACKET_OUTs go to the switch's ``on_packet_out``.
+    """
+
+    def __init__(self, switch: ClusterSwitch, controller: int) -> None:
+        super().__init__(switch.dpid, switch.ports, switch.meters)
+        self.switch = switch
+        self.controller = controller
+        self.meter_table = switch.meter_table  # one meter table for the switch, whoever writes it
+        self.role = OFPCR_ROLE_EQUAL
+        self.role_since = time.monotonic()
+        self.async_config = DEFAULT_ASYNC
+        self.first_packet_out_as_master: float | None = None
+        self.writes_as_equal_beside_master = 0  # writes accepted as EQUAL while another connection was MASTER
+        self.slave_refusals: list[tuple[str, float]] = []  # (message, seconds it had been SLAVE)
+        self.closed = asyncio.Event()
+        self.on_packet_out = self._packet_out
+
+    def wants(self, mask_index: int, reason: int) -> bool:
+        """Whether this connection gets an asynchronous message of kind ``mask_index`` (0: packet-in,
+        1: port status, 2: flow removed) and ``reason``, given its role now."""
+        masks = self.async_config[mask_index]
+        return bool(masks[1 if self.role == OFPCR_ROLE_SLAVE else 0] >> reason & 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
+        self.switch.lost(self)
+
+    def _packet_out(self, port: int, frame: bytes, now: float) -> None:
+        if self.role == OFPCR_ROLE_MASTER and self.first_packet_out_as_master is None:
+            self.first_packet_out_as_master = now
+        if self.switch.on_packet_out is not None:
+            self.switch.on_packet_out(port, frame, now)
+
+    def _handle(self, msg: bytes, now: float) -> None:
+        msg_type, xid = msg[1], int.from_bytes(msg[4:8], "big")
+        if msg_type in _SLAVE_REFUSED:
+            if self.role == OFPCR_ROLE_SLAVE:
+                name = OFPT(msg_type).name
+                self.counts[f"refused {name}"] += 1
+                self.slave_refusals.append((name, now - self.role_since))
+                self._error(OFPET_BAD_REQUEST, OFPBRC_IS_SLAVE, msg, xid, "IS_SLAVE")
+                return
+            if self.role == OFPCR_ROLE_EQUAL and self.switch.master() is not None:
+                self.writes_as_equal_beside_master += 1
+        elif msg_type == OFPT.ROLE_REQUEST:
+            self.counts["ROLE_REQUEST"] += 1
+            self.last_mod = now
+            role, generation = _ROLE.unpack_from(msg, HEADER.size)
+            self.switch.role_request(self, role, generation, msg, xid, now)
+            return
+        elif msg_type == OFPT.SET_ASYNC:
+            self.counts["SET_ASYNC"] += 1
+            self.last_mod = now
+            masks = _ASYNC.unpack_from(msg, HEADER.size)
+            self.async_config = ((masks[0], masks[1]), (masks[2], masks[3]), (masks[4], masks[5]))
+            return
+        elif msg_type == OFPT.GET_ASYNC_REQUEST:
+            self.counts["GET_ASYNC_REQUEST"] += 1
+            self.send(message(OFPT.GET_ASYNC_REPLY, _ASYNC.pack(*(m for pair in self.async_config for m in pair)), xid))
+            return
+        super()._handle(msg, now)
+
+    def set_role(self, role: int, now: float) -> None:
+        if role != self.role:
+            self.role = role
+            self.role_since = now
+            if role == OFPCR_ROLE_MASTER:
+                self.first_packet_out_as_master = None
+
+
+class ClusterSwitch:
+    """One emulated switch connected to several controllers, one :class:`RoleConnection` each,
+    arbitrating their roles as an OpenFlow 1.3 switch does (Open vSwitch's rules):
+
+    - ROLE_REQUEST MASTER or SLAVE carrying a generation id older than the newest the switch
+      has seen (wrapping signed 64-bit distance) is refused with ROLE_REQUEST_FAILED/STALE;
+      otherwise the generation becomes the newest. MASTER makes every other MASTER a SLAVE
+      (and tells it with an ONF role-status message, as Open vSwitch does on OpenFlow 1.3).
+      EQUAL and NOCHANGE ignore the generation. The reply carries the role and the newest
+      generation.
+    - Asynchronous messages go to each connection per its SET_ASYNC masks for its role now
+      (:data:`DEFAULT_ASYNC` until it sends one).
+
+    ``send`` sends PACKET_INs of reason ACTION (what ``lacp_scale``'s partners send) to every
+    connection that takes them; ``on_packet_out`` sees the PACKET_OUTs the switch accepted
+    (from a MASTER or EQUAL connection). ``role_changes`` logs every role granted.
+    """
+
+    def __init__(self, dpid: int, ports: Iterable[int], meters: Meters = Meters.NONE) -> None:
+        self.dpid = dpid
+        self.ports = sorted(ports)
+        self.meters = meters
+        self.meter_table: dict[int, tuple[int, bytes]] = {}
+        self.connections: dict[int, RoleConnection] = {}  # by controller index: the current connection
+        self.generation: int | None = None  # the newest generation id seen
+        self.role_changes: list[RoleChange] = []
+        self.stale_refusals = 0
+        self.on_packet_out: PacketOutHook | None = None
+        self._dialers: dict[int, asyncio.Task[None]] = {}
+
+    # ---- asynchronous messages ---------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        """Send PACKET_INs of reason ACTION (one or more messages) to every connection that takes them."""
+        for conn in self.connections.values():
+            if conn.wants(0, OFPR_ACTION):
+                conn.send(data)
+
+    def send_port_status(self, port: int, reason: int) -> None:
+        msg = port_status(self.dpid, port, reason)
+        for conn in self.connections.values():
+            if conn.wants(1, reason):
+                conn.send(msg)
+
+    # ---- roles ---------------------------------------------------------------------------
+    def master(self) -> int | None:
+        """The index of the controller whose connection is MASTER now, or None."""
+        for index, conn in self.connections.items():
+            if conn.role == OFPCR_ROLE_MASTER:
+                return index
+        return None
+
+    def roles(self) -> dict[int, str]:
+        """Each connected controller's role now, by index."""
+        return {index: ROLE_NAMES[conn.role] for index, conn in sorted(self.connections.items())}
+
+    def role_request(self, conn: RoleConnection, role: int, generation: int, msg: bytes, xid: int,
+                     now: float) -> None:
+        if role not in (OFPCR_ROLE_NOCHANGE, OFPCR_ROLE_EQUAL, OFPCR_ROLE_MASTER, OFPCR_ROLE_SLAVE):
+            conn._error(OFPET_ROLE_REQUEST_FAILED, OFPRRFC_BAD_ROLE, msg, xid, "ROLE_BAD_ROLE")
+            return
+        if role in (OFPCR_ROLE_MASTER, OFPCR_ROLE_SLAVE):
+            if self.generation is not None and stale(generation, self.generation):
+                self.stale_refusals += 1
+                conn._error(OFPET_ROLE_REQUEST_FAILED, OFPRRFC_STALE, msg, xid, "ROLE_STALE")
+                return
+            self.generation = generation
+        if role == OFPCR_ROLE_MASTER:
+            for other in self.connections.values():
+                if other is not conn and other.role == OFPCR_ROLE_MASTER:
+                    other.set_role(OFPCR_ROLE_SLAVE, now)
+                    other.send(message(OFPT.EXPERIMENTER, _ROLE_STATUS.pack(
+                        ONF_EXPERIMENTER, ONFT_ROLE_STATUS, OFPCR_ROLE_SLAVE, OFPCRR_MASTER_REQUEST, generation)))
+        if role != OFPCR_ROLE_NOCHANGE:
+            if role != conn.role:
+                self.role_changes.append(RoleChange(now, conn.controller, role, generation))
+            conn.set_role(role, now)
+        reply_generation = _UNDEFINED_GENERATION if self.generation is None else self.generation
+        conn.send(message(OFPT.ROLE_REPLY, _ROLE.pack(conn.role, reply_generation), xid))
+
+    # ---- connections ---------------------------------------------------------------------
+    async def connect(self, controller: int, of_port: int) -> RoleConnection:
+        """Connect to controller ``controller`` (an index of the caller's) on loopback ``of_port``."""
+        conn = RoleConnection(self, controller)
+        await asyncio.get_running_loop().create_connection(lambda: conn, "127.0.0.1", of_port)
+        self.attach(conn)
+        return conn
+
+    def attach(self, conn: RoleConnection) -> None:
+        """Make ``conn`` (connected) its controller's current connection, closing an older one."""
+        old = self.connections.get(conn.controller)
+        if old is not None and old is not conn and old.transport is not None:
+            old.transport.close()
+        self.connections[conn.controller] = conn
+
+    def lost(self, conn: RoleConnection) -> None:
+        """A connection closed: it has no role any more."""
+        if self.connections.get(conn.controller) is conn:
+            del self.connections[conn.controller]
+
+    def dial(self, controller: int, of_port: int, redial: float = 0.2) -> None:
+        """Keep a connection to controller ``controller`` up: connect, and again ``redial`` seconds after
+        each loss or refusal, as a switch does (until :meth:`close`)."""
+        async def keep() -> None:
+            while True:
+                try:
+                    conn = await self.connect(controller, of_port)
+                except OSError:
+                    await asyncio.sleep(redial)
+                    continue
+                await conn.closed.wait()
+                await asyncio.sleep(redial)
+
+        self._dialers[controller] = asyncio.create_task(keep())
+
+    def close(self) -> None:
+        """Stop redialling and close every connection."""
+        for task in self._dialers.values():
+            task.cancel()
+        self._dialers.clear()
+        for conn in list(self.connections.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        self.connections.clear()
+
+
 # ---- the controllers under test --------------------------------------------------------
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on now."""
@@ -423,6 +657,12 @@ def store_bonds(db: pathlib.Path, bonds: Iterable[tuple[int, dict]]) -> None:
         store.close()
 
 
+def _spawn(args: list[str], log: pathlib.Path) -> subprocess.Popen:
+    """Start ``args`` in the repository root, its output appended to ``log``."""
+    with log.open("a") as out:
+        return subprocess.Popen(args, cwd=common.ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
 @dataclass
 class Controller:
     """A controller process on loopback: ``ryu-lag`` or the classic Ryu app.
@@ -435,6 +675,7 @@ class Controller:
     of_port: int
     log: pathlib.Path
     api_port: int | None = None
+    args: list[str] = field(default_factory=list)  # the command line, for :meth:`start_again`
 
     @classmethod
     def ryu_lag(cls, workdir: pathlib.Path, bonds: Iterable[tuple[int, dict]] = (),
@@ -457,6 +698,43 @@ class Controller:
             controller.stop()
             raise
         return controller
+
+    @classmethod
+    def ryu_lag_store(cls, workdir: pathlib.Path, store_url: str, instance_id: str | None = None,
+                      extra_args: Iterable[str] = ()) -> Controller:
+        """Start ``ryu-lag --lag-store store_url`` (the bonds are already in the store); with
+        ``instance_id``, as that cluster instance (``--lag-instance-id``). It logs into ``<name>.log`` in ``workdir``."""
+        of_port, api_port = free_port(), free_port()
+        name = f"ryu_lag-{instance_id}" if instance_id else "ryu_lag"
+        args = [str(common.VENV_BIN / "ryu-lag"), "--ofp-tcp-listen-port", str(of_port),
+                "--wsapi-port", str(api_port), "--lag-store", store_url, *extra_args]
+        if instance_id:
+            args += ["--lag-instance-id", instance_id]
+        log = workdir / f"{name}.log"
+        controller = cls(name, _spawn(args, log), of_port, log, api_port, args)
+        try:
+            controller._wait_listening(30.0)
+        except Exception:
+            controller.stop()
+            raise
+        return controller
+
+    def start_again(self) -> None:
+        """Start the same command line (same ports) once the process has exited; returns once it listens."""
+        if self.proc.poll() is None:
+            raise RuntimeError(f"{self.name} is still running")
+        self.proc = _spawn(self.args, self.log)
+        try:
+            self._wait_listening(30.0)
+        except Exception:
+            self.stop()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL, and reap."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
 
     @classmethod
     def classic(cls, workdir: pathlib.Path, bonds: str) -> Controller:
