@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rest.views import ROLE_MASTER, known_dpids, selection
+from rest.views import ROLE_EQUAL, ROLE_MASTER, known_dpids, selection
 from ryu_lag.bfd import BondBfd, State
 from ryu_lag.bfd.session import US
 from ryu_lag.config import format_dpid
@@ -157,11 +157,13 @@ class ClusterCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         status = self.status()
         store = status["store"]
+        alone = status["election"] is None
         master = GaugeMetricFamily(
-            "ryu_lag_switch_master", "1 while this instance holds the OpenFlow MASTER role on the switch",
-            labels=["dpid"])
+            "ryu_lag_switch_master", "1 while this instance is the switch's master: it holds the OpenFlow MASTER "
+            "role, or, alone (no election), the EQUAL role", labels=["dpid"])
         for switch in status["switches"]:
-            master.add_metric([switch["dpid"]], 1 if switch["role"] == ROLE_MASTER else 0)
+            role = switch["role"]
+            master.add_metric([switch["dpid"]], 1 if role == ROLE_MASTER or (alone and role == ROLE_EQUAL) else 0)
         instances = GaugeMetricFamily("ryu_lag_cluster_instances", "live instances of the cluster (this one included)")
         instances.add_metric([], len(status["instances"]))
         takeovers = CounterMetricFamily(

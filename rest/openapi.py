@@ -326,7 +326,10 @@ _SCHEMAS: dict[str, Any] = {
             "generation": _nullable(
                 {"type": "integer", "minimum": 0, "description": "the master's OpenFlow generation id"}
             ),
-            "role": {"type": "string", "enum": list(ROLES), "description": "this instance's role on the switch"},
+            "role": _nullable(
+                {"type": "string", "enum": list(ROLES),
+                 "description": "this instance's OpenFlow role on the switch (null: not connected to it)"}
+            ),
         }
     ),
     "Cluster": _object(
@@ -336,7 +339,8 @@ _SCHEMAS: dict[str, Any] = {
             "election": _nullable_ref("ElectionStatus", "null with the sqlite store (one instance)"),
             "instances": {"type": "array", "items": _ref("Instance"), "description": "the live instances"},
             "switches": {
-                "type": "array", "items": _ref("SwitchRole"), "description": "the switches connected to this instance"
+                "type": "array", "items": _ref("SwitchRole"),
+                "description": "the switches connected to this instance or mastered by another",
             },
             "takeovers": {"type": "integer", "minimum": 0, "description": "switches this instance became master of"},
             "stepdowns": {

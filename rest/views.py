@@ -17,7 +17,8 @@ from ryu_lag.switching import bond_group, is_bond
 
 NOT_CONNECTED = "switch not connected"
 ROLE_MASTER = "master"
-ROLES = (ROLE_MASTER, "slave", "equal", "promoting")
+ROLE_EQUAL = "equal"  # OpenFlow's default role: a single instance (no election) keeps it and acts as master
+ROLES = (ROLE_MASTER, "slave", ROLE_EQUAL, "promoting")
 """This instance's OpenFlow role on a switch, as ``app.cluster_status()`` names it."""
 
 

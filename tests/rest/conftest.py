@@ -2,8 +2,9 @@
 
 ``Rig`` stands in for LagApp: its ``execute`` records effects (and hands LACPDUs to an
 optional simulated partner) instead of sending them; "switch connected" is
-``service.switch_connected(...)``. Its cluster status is a single instance's (SQLite, no
-election, master of every switch connected), which a test may amend (``Rig.cluster``).
+``service.switch_connected(...)``. Its cluster status is a single instance's as LagApp
+gives it (SQLite, no election, master of every switch connected, in OpenFlow's EQUAL role),
+which a test may amend (``Rig.cluster``).
 Every response a test sees is checked against the OpenAPI document: its status must be
 documented for its route and method, and its body must fit the documented schema.
 """
@@ -120,7 +121,7 @@ class Rig:
                       "requests": 0, "request_seconds": 0.0},
             "election": None,
             "instances": [{"id": self.instance_id, "url": INSTANCE_URL, "switches": dpids, "masters": dpids}],
-            "switches": [{"dpid": dpid, "master": self.instance_id, "generation": None, "role": "master"}
+            "switches": [{"dpid": dpid, "master": self.instance_id, "generation": None, "role": "equal"}
                          for dpid in dpids],
             "takeovers": 0,
             "stepdowns": 0,

@@ -26,7 +26,8 @@ BOND0 = f"{SWITCH}/bond0"
 OTHER = "ctl-b"
 OTHER_URL = "http://127.0.0.1:8081"
 
-# What an instance of a two-instance etcd cluster reports: master of switch 1, standby of switch 2.
+# What an instance of a two-instance etcd cluster reports: master of switch 1, standby of switch 2,
+# and switch 3 connected to the other instance only.
 TWO_INSTANCES: dict[str, Any] = {
     "store": {"url": "etcd://127.0.0.1:2379,127.0.0.1:2381", "kind": "etcd", "healthy": False,
               "error": "no member answered", "requests": 40, "request_seconds": 0.1},
@@ -38,6 +39,8 @@ TWO_INSTANCES: dict[str, Any] = {
     "switches": [
         {"dpid": DPID_S, "master": INSTANCE, "generation": 123, "role": "master"},
         {"dpid": "0000000000000002", "master": OTHER, "generation": 130, "role": "slave"},
+        {"dpid": "0000000000000003", "master": OTHER, "generation": 131, "role": None},
+        {"dpid": "0000000000000004", "master": INSTANCE, "generation": 132, "role": "equal"},  # not yet promoted
     ],
     "takeovers": 3,
     "stepdowns": 1,
@@ -54,7 +57,7 @@ def test_cluster_of_one_instance(rig: Rig):
     rig.connect()
     status = rig.get("/lag/cluster").json
     assert status["instances"][0]["masters"] == [DPID_S]
-    assert status["switches"] == [{"dpid": DPID_S, "master": INSTANCE, "generation": None, "role": "master"}]
+    assert status["switches"] == [{"dpid": DPID_S, "master": INSTANCE, "generation": None, "role": "equal"}]
 
 
 def test_cluster_answers_the_apps_status(connected: Rig):
@@ -137,6 +140,8 @@ def test_metrics_of_a_cluster(connected: Rig):
     found = samples(connected)
     assert value(found, "ryu_lag_switch_master", dpid=DPID_S) == 1
     assert value(found, "ryu_lag_switch_master", dpid="0000000000000002") == 0
+    assert value(found, "ryu_lag_switch_master", dpid="0000000000000003") == 0
+    assert value(found, "ryu_lag_switch_master", dpid="0000000000000004") == 0  # EQUAL counts only alone
     assert value(found, "ryu_lag_cluster_instances") == 2
     assert value(found, "ryu_lag_cluster_takeovers_total") == 3
     assert value(found, "ryu_lag_cluster_stepdowns_total") == 1

@@ -7,7 +7,7 @@ from typing import Any
 from clients.cli import render_cluster
 
 A, B = "ctl-a", "ctl-b"
-S1, S2 = "0000000000000001", "0000000000000002"
+S1, S2, S3 = "0000000000000001", "0000000000000002", "0000000000000003"
 
 
 def two_instances() -> dict[str, Any]:
@@ -23,6 +23,7 @@ def two_instances() -> dict[str, Any]:
         "switches": [
             {"dpid": S1, "master": A, "generation": 123, "role": "master"},
             {"dpid": S2, "master": B, "generation": None, "role": "slave"},
+            {"dpid": S3, "master": B, "generation": 130, "role": None},
         ],
         "takeovers": 3,
         "stepdowns": 1,
@@ -42,7 +43,8 @@ ctl-b         http://127.0.0.1:8081  2         1
 
 DPID              MASTER  GENERATION  ROLE HERE
 0000000000000001  ctl-a   123         master
-0000000000000002  ctl-b   -           slave"""
+0000000000000002  ctl-b   -           slave
+0000000000000003  ctl-b   130         -"""
 
 
 def test_trouble_is_spelled_out():
