@@ -11,6 +11,12 @@ SIGINT stop the controller as planned: the switches are left forwarding, every
 distributing member gets one last LACPDU, the LACP sessions are saved, and the
 process exits within ``STOP_DEADLINE`` seconds whatever else is going on.
 
+With ``--lag-store etcd://...`` the instance is one of a cluster (``ryu_lag.cluster``):
+it is connected to every switch and acts only for those it is master of; for the
+others it runs the engines on their LACPDUs and sends nothing but role requests, and
+takes over (reads the switch, resumes) the moment the switch accepts it as master.
+Every instance follows the store's changes, whichever instance made them.
+
 Two rules keep LACP timely under load:
 
 - A LACPDU packet-in (or a BFD one on a member running BFD) is handled at once
@@ -36,6 +42,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from types import FrameType
@@ -52,12 +59,13 @@ from ryu.ofproto import ofproto_v1_3
 from rest.api import install as install_rest_api
 from ryu_lag import options
 from ryu_lag.bfd import is_bfd_frame
-from ryu_lag.config import BondConfig
+from ryu_lag.cluster import Cluster
+from ryu_lag.config import BondConfig, format_dpid
 from ryu_lag.ofp_read import flows_from_stats, groups_from_desc, meters_from_config
 from ryu_lag.ofp_ryu import Outbox, port_up
-from ryu_lag.openflow import OFPP_LOCAL, ObservedSwitch, Table
+from ryu_lag.openflow import OFPP_LOCAL, ControlMessage, ObservedSwitch, Role, Table
 from ryu_lag.service import Effects, LagService, PortDesc, is_lacpdu
-from ryu_lag.store import BondStore, StoreError
+from ryu_lag.stores import StoreError, StoreUrlError, TimedStore, open_store, parse_store_url
 from ryu_lag.switching import COOKIE, COOKIE_MASK, QUEUE_FULL
 
 LOG = logging.getLogger("ryu_lag")
@@ -76,6 +84,13 @@ LEARN_BUDGET = 64
 """Learning packet-ins handled in one go before the learning thread lets LACP and the rest run."""
 LEARN_DROP_LOG_INTERVAL = 60.0
 """Seconds between log lines about sources not learned (never one per frame)."""
+SAVE_INTERVAL = 0.1
+"""Seconds between looks for LACP sessions to save (in their own thread: a slow store never holds up LACP)."""
+CHANGES_WAIT = 1.0
+"""Seconds the store follower waits for changes in one call."""
+ONF_EXPERIMENTER = 0x4F4E4600
+ONFT_ROLE_STATUS = 1911
+"""Open vSwitch's OpenFlow 1.3 extension: the switch tells a controller that its role changed."""
 
 
 def meters_count_packets(features: Any) -> bool:
@@ -114,6 +129,7 @@ class _Handshake:
     reads: dict[int, str] = field(default_factory=dict)  # xid -> "flows" | "groups" | "meters", while unanswered
     bodies: dict[str, list[Any]] = field(default_factory=lambda: {"flows": [], "groups": [], "meters": []})
     readable: bool = True  # false once a read was refused: then nothing that was read counts
+    taking_over: bool = False  # read to take the switch over as its new master (it is connected already)
 
 
 class LagApp(app_manager.RyuApp):
@@ -125,13 +141,20 @@ class LagApp(app_manager.RyuApp):
         super().__init__(*args, **kwargs)
         options.register()
         self.tick_interval = CONF.lag_tick_interval
+        self.instance_id = options.instance_id()
         try:
-            store = BondStore(CONF.lag_db, fsync=CONF.lag_db_fsync)
-        except StoreError as exc:
+            url = options.store_url()
+            self.store = TimedStore(open_store(url, fsync=CONF.lag_db_fsync), time.monotonic)
+            self.service = LagService(self.store, mac_age=CONF.lag_mac_age, lacp_meter_pps=CONF.lag_lacp_meter_pps,
+                                      learn_meter_pps=CONF.lag_learn_meter_pps, max_macs=CONF.lag_max_macs)
+            self.cluster: Cluster | None = None
+            parsed = parse_store_url(url)
+            if parsed.kind == "etcd":
+                self.cluster = Cluster(parsed.endpoints, self.instance_id, options.advertise_url(),
+                                       send=self._send_control, act=self._take_over, stand_by=self._stand_by)
+        except (StoreUrlError, StoreError, ValueError) as exc:
             LOG.critical("ryu_lag cannot start: %s", exc)
             raise SystemExit(2) from exc
-        self.service = LagService(store, mac_age=CONF.lag_mac_age, lacp_meter_pps=CONF.lag_lacp_meter_pps,
-                                  learn_meter_pps=CONF.lag_learn_meter_pps, max_macs=CONF.lag_max_macs)
         self.datapaths: dict[int, Any] = {}
         self.outboxes: dict[int, Outbox] = {}
         self._learn_queue: collections.deque[tuple[Any, int, bytes]] = collections.deque()
@@ -140,12 +163,17 @@ class LagApp(app_manager.RyuApp):
         self._handshakes: dict[int, _Handshake] = {}
         self._stopping = False
         install_rest_api(kwargs["wsgi"], self)
-        LOG.info("ryu_lag: state in %s, %d bonds configured", CONF.lag_db, sum(len(v) for v in self.service.configs.values()))
+        LOG.info("ryu_lag: state in %s, %d bonds configured%s", url, sum(len(v) for v in self.service.configs.values()),
+                 f"; instance {self.instance_id} of a cluster" if self.cluster is not None else "")
 
     def start(self) -> Any:
         thread = super().start()
         self.threads.append(hub.spawn(self._ticker))
         self.threads.append(hub.spawn(self._learner))
+        self.threads.append(hub.spawn(self._saver))
+        self.threads.append(hub.spawn(self._follow_store))
+        if self.cluster is not None:
+            self.threads.append(hub.spawn(self.cluster.run))
         # What is loaded by now (Ryu, its libraries, every app) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise stop every switch and
         # REST client for ~80 ms every few seconds under load.
@@ -158,6 +186,8 @@ class LagApp(app_manager.RyuApp):
         """Ryu's manager closes the app (a listener that cannot bind, the tests): end our threads."""
         self.is_active = False
         self._learn_wake.set()  # the learner may be waiting for work
+        if self.cluster is not None:
+            self.cluster.running = False
         super().stop()
 
     # ---- planned stop ----------------------------------------------------------
@@ -172,9 +202,11 @@ class LagApp(app_manager.RyuApp):
     def _planned_stop(self) -> None:
         """Leave the switches forwarding, send every distributing member a last LACPDU, save the sessions, exit."""
         LOG.info("ryu_lag stopping: %d switches left forwarding", len(self.datapaths))
+        deadline = time.monotonic() + STOP_DEADLINE / 2
         self.execute(self.service.farewell())
         self.execute(self.service.save_sessions(time.monotonic(), everything=True))
-        deadline = time.monotonic() + STOP_DEADLINE / 2
+        if self.cluster is not None:
+            self.cluster.close()  # the others take our switches over now, not when our lease runs out
         while time.monotonic() < deadline and (
             any(not box.empty() for box in self.outboxes.values())
             or any(dp.send_q and not dp.send_q.empty() for dp in self.datapaths.values())
@@ -187,14 +219,17 @@ class LagApp(app_manager.RyuApp):
     # ---- the one place that sends ------------------------------------------
     def execute(self, effects: Effects) -> None:
         """Queue the service's messages for their switches: per switch, in order, one write per run
-        of LACPDU packet-outs or of other messages. Never blocks."""
+        of LACPDU packet-outs or of other messages. Never blocks. A switch this instance stands by
+        for (in a cluster) gets nothing."""
         for dpid, msgs in effects.by_switch().items():
             outbox = self.outboxes.get(dpid)
-            if outbox is not None and dpid in self.datapaths:
+            if outbox is not None and dpid in self.datapaths and self.service.is_master(dpid):
                 outbox.put_messages(msgs)
         for error in effects.errors:
             LOG.error("%s", error)
         for event in effects.member_events:
+            if event.dpid in self.service.switches and not self.service.is_master(event.dpid):
+                continue
             LOG.info(
                 "switch %016x port %d %s distributing", event.dpid, event.port, "started" if event.enabled else "stopped"
             )
@@ -225,11 +260,32 @@ class LagApp(app_manager.RyuApp):
             try:
                 now = time.monotonic()
                 self.execute(self.service.tick(now))
-                self.execute(self.service.save_sessions(now))
                 self._check_outboxes(now)
                 self._log_learn_drops(now)
             except Exception:  # noqa: BLE001 - keep ticking whatever happens
                 LOG.exception("error in LACP tick")
+
+    def _saver(self) -> None:
+        """Save the LACP sessions that changed (the store may take long: etcd away)."""
+        while self.is_active:
+            hub.sleep(SAVE_INTERVAL)
+            if self._stopping:
+                return  # the planned stop saves everything itself
+            try:
+                self.execute(self.service.save_sessions(time.monotonic()))
+            except Exception:  # noqa: BLE001 - keep saving whatever happens
+                LOG.exception("error saving LACP sessions")
+
+    def _follow_store(self) -> None:
+        """Apply the bond changes other instances make (and drain our own, which come back too)."""
+        while self.is_active:
+            try:
+                changes = self.store.poll_changes(CHANGES_WAIT)
+                if changes:
+                    self.execute(self.service.apply_changes(changes, time.monotonic()))
+            except Exception:  # noqa: BLE001 - keep following whatever happens
+                LOG.exception("error applying the store's changes")
+                hub.sleep(CHANGES_WAIT)
 
     def _check_outboxes(self, now: float) -> None:
         """Disconnect a switch that takes no writes (it is resumed when it connects again)."""
@@ -252,7 +308,56 @@ class LagApp(app_manager.RyuApp):
         """Forget a switch's connection; its bonds' sessions are kept for the reconnect."""
         del self.datapaths[dpid]
         self.outboxes.pop(dpid).close()
+        if self.cluster is not None:
+            self.cluster.disconnected(dpid)
         self.execute(self.service.switch_disconnected(dpid))
+
+    # ---- a cluster: roles and takeovers ------------------------------------------------
+    def _send_control(self, dpid: int, msgs: list[ControlMessage]) -> None:
+        """Role requests and SET_ASYNC: sent whatever our role on the switch."""
+        outbox = self.outboxes.get(dpid)
+        if outbox is not None:
+            outbox.put_messages(msgs)
+
+    def _take_over(self, dpid: int) -> None:
+        """The switch accepted us as master: read what the old master left, then act for it."""
+        datapath = self.datapaths.get(dpid)
+        runtime = self.service.switches.get(dpid)
+        if datapath is None or runtime is None:
+            return
+        handshake = self._handshakes[dpid] = _Handshake(datapath, taking_over=True)
+        self._read_tables(handshake, runtime.meters)
+        hub.spawn(self._handshake_timeout, handshake)
+
+    def _stand_by(self, dpid: int) -> None:
+        """Another instance is the switch's master: stop acting for it (the engines run on)."""
+        handshake = self._handshakes.get(dpid)
+        if handshake is not None and handshake.taking_over:
+            del self._handshakes[dpid]
+        self.service.step_down(dpid)
+
+    def master_of(self, dpid: int) -> str | None:
+        """The instance mastering a switch, as this one knows (alone: itself, while connected)."""
+        if self.cluster is not None:
+            return self.cluster.master_of(dpid)
+        return self.instance_id if dpid in self.datapaths else None
+
+    def cluster_status(self) -> dict[str, Any]:
+        """This instance, its store, and (in a cluster) the instances, masters and roles as it sees them."""
+        store = {"url": self.store.url, "kind": parse_store_url(self.store.url).kind,
+                 "healthy": self.store.error is None and (self.cluster is None or self.cluster.reachable),
+                 "error": self.store.error, "requests": self.store.requests,
+                 "request_seconds": round(self.store.request_seconds, 6)}
+        if self.cluster is not None:
+            return {"instance": self.instance_id, "store": store, **self.cluster.status(self.service.is_master)}
+        connected = [format_dpid(d) for d in sorted(self.datapaths)]
+        return {
+            "instance": self.instance_id, "store": store, "election": None,
+            "instances": [{"id": self.instance_id, "url": options.advertise_url(), "switches": connected,
+                           "masters": connected}],
+            "switches": [{"dpid": d, "master": self.instance_id, "generation": None, "role": "equal"} for d in connected],
+            "takeovers": 0, "stepdowns": 0,
+        }
 
     def _log_learn_drops(self, now: float) -> None:
         """One line a minute per switch while sources go unlearned."""
@@ -417,11 +522,21 @@ class LagApp(app_manager.RyuApp):
             if not handshake.reads:
                 self._connect(handshake)
             return
+        ofp = datapath.ofproto
+        refused_as_slave = (msg.type, msg.code) == (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE)
+        if self.cluster is not None and (refused_as_slave or msg.type == ofp.OFPET_ROLE_REQUEST_FAILED):
+            if self.datapaths.get(datapath.id) is datapath:
+                self.cluster.refused(datapath.id, "the switch refused us as master" if refused_as_slave
+                                     else f"the switch refused our role request (code {msg.code})")
+            return
         LOG.warning("switch %016x error type %d code %d", datapath.id or 0, msg.type, msg.code)
 
     def _connect(self, handshake: _Handshake) -> None:
         datapath = handshake.datapath
         if self._handshakes.pop(datapath.id, None) is not handshake:
+            return
+        if handshake.taking_over:
+            self._resume_as_master(handshake)
             return
         old = self.outboxes.pop(datapath.id, None)
         if old is not None:
@@ -430,24 +545,48 @@ class LagApp(app_manager.RyuApp):
         self.outboxes[datapath.id] = Outbox(datapath, functools.partial(self._count_pdu_drop, datapath.id))
         ports = [port_desc(p) for no, p in datapath.ports.items() if no <= datapath.ofproto.OFPP_MAX]
         local = datapath.ports.get(OFPP_LOCAL)
-        observed = None
-        if handshake.readable:
-            observed = ObservedSwitch(
-                flows=tuple(flows_from_stats(handshake.bodies["flows"])),
-                groups=tuple(groups_from_desc(handshake.bodies["groups"])),
-                meters=tuple(meters_from_config(handshake.bodies["meters"])),
-            )
+        observed = self._observed(handshake)
+        standby = self.cluster is not None
         LOG.info(
             "switch %016x connected: %d ports, meters %s, %s",
             datapath.id, len(ports), "yes" if handshake.meters else "no",
-            f"resuming over {len(observed.flows)} flows of ours" if observed is not None else "pipeline set up from scratch",
+            "standing by until it accepts us as master" if standby
+            else f"resuming over {len(observed.flows)} flows of ours" if observed is not None
+            else "pipeline set up from scratch",
         )
+        now = time.monotonic()
         self.execute(
             self.service.switch_connected(
-                datapath.id, ports, local.hw_addr if local is not None else None, handshake.meters, time.monotonic(),
-                observed=observed,
+                datapath.id, ports, local.hw_addr if local is not None else None, handshake.meters, now,
+                observed=observed, master=not standby,
             )
         )
+        if self.cluster is not None:
+            self.cluster.connected(datapath.id, now)
+
+    @staticmethod
+    def _observed(handshake: _Handshake) -> ObservedSwitch | None:
+        """What the switch reported of its tables; None when a read was refused or timed out."""
+        if not handshake.readable:
+            return None
+        return ObservedSwitch(
+            flows=tuple(flows_from_stats(handshake.bodies["flows"])),
+            groups=tuple(groups_from_desc(handshake.bodies["groups"])),
+            meters=tuple(meters_from_config(handshake.bodies["meters"])),
+        )
+
+    def _resume_as_master(self, handshake: _Handshake) -> None:
+        """Take a switch over from its old master, from what the switch reported just now."""
+        datapath = handshake.datapath
+        if self.datapaths.get(datapath.id) is not datapath or self.cluster is None:
+            return
+        if self.cluster.roles.role(datapath.id) != Role.MASTER:
+            return  # stood down while reading
+        observed = self._observed(handshake)
+        LOG.info("switch %016x: taking over as master, %s", datapath.id,
+                 f"resuming over {len(observed.flows)} flows of ours" if observed is not None
+                 else "its tables unreadable: pipeline set up from scratch")
+        self.execute(self.service.take_over(datapath.id, observed, time.monotonic()))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     @_guarded
@@ -471,6 +610,8 @@ class LagApp(app_manager.RyuApp):
         data = bytes(msg.data)
         if self._is_control(datapath.id, msg.match["in_port"], data):
             self.execute(self.service.packet_in(datapath.id, msg.match["in_port"], data, time.monotonic()))
+        elif not self.service.is_master(datapath.id):
+            return  # the master learns
         elif len(self._learn_queue) < LEARN_QUEUE_MAX:
             self._learn_queue.append((datapath, msg.match["in_port"], data))
             self._learn_wake.set()
@@ -488,3 +629,22 @@ class LagApp(app_manager.RyuApp):
         match = msg.match
         if "metadata" in match and "eth_src" in match:
             self.execute(self.service.flow_removed(msg.datapath.id, match["metadata"], match["eth_src"]))
+
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    @_guarded
+    def _role_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        if self.cluster is not None and self.datapaths.get(msg.datapath.id) is msg.datapath:
+            self.cluster.role_reply(msg.datapath.id, msg.role, msg.generation_id)
+
+    @set_ev_cls(ofp_event.EventOFPExperimenter, MAIN_DISPATCHER)
+    @_guarded
+    def _experimenter(self, ev: Any) -> None:
+        """Open vSwitch's role status: another controller became master, so we are a slave now."""
+        msg = ev.msg
+        if (self.cluster is None or (msg.experimenter, msg.exp_type) != (ONF_EXPERIMENTER, ONFT_ROLE_STATUS)
+                or self.datapaths.get(msg.datapath.id) is not msg.datapath or len(msg.data) < 16):
+            return
+        role, _, generation = struct.unpack_from("!IB3xQ", bytes(msg.data))
+        if role != Role.MASTER:
+            self.cluster.refused(msg.datapath.id, f"the switch says another controller is master (generation {generation})")

@@ -224,3 +224,100 @@ def role_requests(
         if request is not None and sent.get(dpid) != request:
             wanted[dpid] = request
     return wanted
+
+
+@dataclass
+class Connection:
+    """This instance's role on one switch connection: what it last asked for, what the switch said."""
+
+    sent: RoleRequest | None = None
+    role: Role = Role.EQUAL  # a new connection's role
+    generation: int | None = None
+
+
+class Roles:
+    """The OpenFlow role of this instance on each connected switch, and when it acts as master.
+
+    An instance acts for a switch only once the switch has accepted it as MASTER with the
+    generation etcd gave it, and stops at the first sign that it is not master any more:
+    the switch's SLAVE reply or refusal (IS_SLAVE, STALE, a role-status message), or etcd
+    naming another master. Each method returns the switches whose acting changes.
+    """
+
+    def __init__(self, me: str) -> None:
+        self.me = me
+        self.connections: dict[int, Connection] = {}
+        self.masters: dict[int, Master] = {}  # the election keys as last read
+
+    def connected(self, dpid: int) -> RoleRequest | None:
+        """A new connection (EQUAL): the role to ask for at once, from the last read of etcd."""
+        self.connections[dpid] = Connection()
+        return self.wanted(dpid)
+
+    def disconnected(self, dpid: int) -> None:
+        self.connections.pop(dpid, None)
+
+    def wanted(self, dpid: int) -> RoleRequest | None:
+        """The request to send on ``dpid`` now (None: nothing new to ask)."""
+        connection = self.connections.get(dpid)
+        request = role_request(self.me, self.masters.get(dpid))
+        if connection is None or request is None or connection.sent == request:
+            return None
+        connection.sent = request
+        return request
+
+    def read(self, masters: Mapping[int, Master]) -> tuple[dict[int, RoleRequest], list[int]]:
+        """A new read of the election keys: the requests to send, and the switches to stop acting
+        for because etcd names another master (before the switch says so)."""
+        self.masters = dict(masters)
+        stop = [dpid for dpid in self.acting() if self.masters.get(dpid, Master(self.me, 0)).instance != self.me]
+        requests = {}
+        for dpid in sorted(self.connections):
+            request = self.wanted(dpid)
+            if request is not None:
+                requests[dpid] = request
+        for dpid in stop:
+            self.connections[dpid].role = Role.SLAVE
+        return requests, stop
+
+    def lease_lost(self) -> list[int]:
+        """Our lease expired at etcd: our keys are gone, another may be master already. Stop acting
+        everywhere; the next read asks again."""
+        stop = self.acting()
+        for dpid in stop:
+            self.connections[dpid].role = Role.SLAVE
+            self.connections[dpid].sent = None
+        return stop
+
+    def replied(self, dpid: int, role: Role, generation: int) -> bool | None:
+        """The switch's ROLE_REPLY. True: it makes us the master (with etcd's generation for us);
+        False: we were acting and are not any more; None: no change."""
+        connection = self.connections.get(dpid)
+        if connection is None:
+            return None
+        was = connection.role == Role.MASTER
+        master = self.masters.get(dpid)
+        ours = master is not None and master.instance == self.me and master.generation == generation
+        if role == Role.MASTER and not ours:
+            role = Role.EQUAL  # an answer to a request we no longer stand by: not acting on it
+        connection.role, connection.generation = role, generation
+        now = role == Role.MASTER
+        return None if now == was else now
+
+    def refused(self, dpid: int) -> bool:
+        """The switch refused a write or a role request, or said we are not master: True when we were acting."""
+        connection = self.connections.get(dpid)
+        if connection is None:
+            return False
+        was = connection.role == Role.MASTER
+        connection.role = Role.SLAVE
+        connection.sent = None  # ask again from the next read
+        return was
+
+    def acting(self) -> list[int]:
+        """The switches this instance is master of, as the switch accepted."""
+        return sorted(d for d, c in self.connections.items() if c.role == Role.MASTER)
+
+    def role(self, dpid: int) -> Role | None:
+        connection = self.connections.get(dpid)
+        return connection.role if connection is not None else None

@@ -1,20 +1,23 @@
 """ryu_lag's options on Ryu's shared ``ryu.cfg.CONF``, read as ``CONF.lag_db`` and so on.
 
-On the command line they are ``--lag-db``, ``--lag-db-fsync``, ``--lag-api-token``, ``--lag-insecure``,
-``--lag-tick-interval``, ``--lag-mac-age``, ``--lag-lacp-meter-pps``, ``--lag-learn-meter-pps`` and
-``--lag-max-macs``; in a ``--config-file``, ``lag_db = ...`` under
-``[DEFAULT]``. The API token falls back to the environment variable ``RYU_LAG_API_TOKEN``
+On the command line they are ``--lag-store``, ``--lag-db``, ``--lag-db-fsync``, ``--lag-instance-id``,
+``--lag-advertise-url``, ``--lag-api-token``, ``--lag-insecure``, ``--lag-tick-interval``,
+``--lag-mac-age``, ``--lag-lacp-meter-pps``, ``--lag-learn-meter-pps`` and ``--lag-max-macs``;
+in a ``--config-file``, ``lag_db = ...`` under ``[DEFAULT]``. The API token falls back to the environment variable ``RYU_LAG_API_TOKEN``
 (:func:`api_token`), which keeps it off command lines that other users can see.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import socket
 from pathlib import Path
 
 from oslo_config import cfg
 from ryu.cfg import CONF
 
+from ryu_lag.stores import StoreUrlError, parse_store_url, sqlite_url
 from ryu_lag.switching import (
     DEFAULT_LACP_METER_PPS,
     DEFAULT_LEARN_METER_PPS,
@@ -39,12 +42,33 @@ def default_db_path() -> Path:
 def _opts() -> list[cfg.Opt]:
     return [
         cfg.StrOpt(
+            "lag-store",
+            default=None,
+            metavar="URL",
+            help="where the state lives: sqlite:PATH (one instance; the default, as --lag-db) or "
+            "etcd://HOST:PORT[,HOST:PORT...] (a cluster of instances sharing it; give every etcd member)",
+        ),
+        cfg.StrOpt(
             "lag-db",
-            default=str(default_db_path()),
+            default=None,
             metavar="PATH",
-            help="SQLite file holding ryu_lag's state "
+            help="SQLite file holding ryu_lag's state, the same as --lag-store sqlite:PATH "
             "(default $XDG_STATE_HOME/ryu-lag/%s, or ~/.local/state/ryu-lag/%s)"
             % (DB_FILENAME, DB_FILENAME),
+        ),
+        cfg.StrOpt(
+            "lag-instance-id",
+            default=None,
+            metavar="ID",
+            help="this instance's name in a cluster: letters, digits, '.', '_', '-', at most 64 "
+            "(default: the host name and the REST port, as in myhost-8080)",
+        ),
+        cfg.StrOpt(
+            "lag-advertise-url",
+            default=None,
+            metavar="URL",
+            help="the REST URL other instances of a cluster show for this one "
+            "(default http://WSAPI_HOST:WSAPI_PORT)",
         ),
         cfg.BoolOpt(
             "lag-db-fsync",
@@ -103,6 +127,35 @@ def _opts() -> list[cfg.Opt]:
             f"(1..10000000, default {DEFAULT_MAX_MACS})",
         ),
     ]
+
+
+def store_url(conf: cfg.ConfigOpts = CONF) -> str:
+    """The store to open: ``--lag-store``, else ``sqlite:`` and ``--lag-db`` or the default path.
+
+    Raises StoreUrlError for a URL that names no store, or for both options given.
+    """
+    if conf.lag_store is not None and conf.lag_db is not None:
+        raise StoreUrlError("give --lag-store or --lag-db, not both (--lag-db PATH is --lag-store sqlite:PATH)")
+    if conf.lag_store is not None:
+        parse_store_url(conf.lag_store)
+        return conf.lag_store
+    return sqlite_url(conf.lag_db or str(default_db_path()))
+
+
+def instance_id(conf: cfg.ConfigOpts = CONF) -> str:
+    """``--lag-instance-id``, else the host's name (cut to what an id may hold) and the REST port."""
+    if conf.lag_instance_id is not None:
+        return conf.lag_instance_id
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname().split(".")[0]).strip("-._") or "ryu-lag"
+    return f"{host[:56]}-{conf.wsapi_port}"
+
+
+def advertise_url(conf: cfg.ConfigOpts = CONF) -> str:
+    """``--lag-advertise-url``, else the REST listener's address."""
+    if conf.lag_advertise_url is not None:
+        return conf.lag_advertise_url
+    host = conf.wsapi_host
+    return f"http://{f'[{host}]' if ':' in host else host}:{conf.wsapi_port}"
 
 
 def api_token(conf: cfg.ConfigOpts = CONF) -> str | None:

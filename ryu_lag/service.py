@@ -16,6 +16,13 @@ Rules it keeps for hitless operation:
 - A change of a live bond is a diff: only a new key or actor system id rebuilds it.
   A removed member is *leaving*: out of the group at once, its frames dropped, until
   the partner shows it has let go (or ``LEAVE_TIMEOUT``); then it is a plain port.
+
+In a cluster every instance runs this for every switch it is connected to, but only the
+switch's master acts: a *standby* switch's engines follow its LACPDUs and port changes,
+and what they would send is dropped (:meth:`LagService.is_master`; the shell asks before
+sending). Configuration changes made through other instances arrive from the store
+(:meth:`LagService.apply_changes`); every write names the switch revision it was based
+on, so a concurrent change through another instance makes it fail, never get lost.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from ryu_lag.lacp.pdu import (
     mac_to_str,
 )
 from ryu_lag.openflow import Message, ObservedSwitch, PacketOut
-from ryu_lag.store import BondStore, StoreError
+from ryu_lag.stores import BondChange, Store, StoreError
 from ryu_lag.switching import (
     BOND_GROUP_MAX,
     BOND_GROUP_MIN,
@@ -128,6 +135,12 @@ class Effects:
     def send(self, dpid: int, msgs: Iterable[Message]) -> None:
         self.messages.extend((dpid, m) for m in msgs)
 
+    def extend(self, other: Effects) -> None:
+        """Add ``other``'s effects after these."""
+        self.messages.extend(other.messages)
+        self.member_events.extend(other.member_events)
+        self.errors.extend(other.errors)
+
     def by_switch(self) -> dict[int, list[Message]]:
         """The messages per dpid, each switch's in order."""
         grouped: dict[int, list[Message]] = {}
@@ -159,6 +172,8 @@ class SwitchRuntime:
     switch: LagSwitch
     bonds: dict[str, BondRuntime] = field(default_factory=dict)
     leaving: dict[int, float] = field(default_factory=dict)  # ports removed from a bond -> when they become plain
+    master: bool = True  # False: a standby in a cluster (another instance sends for this switch)
+    meters: bool = False  # whether the switch has usable meters (as the connect handshake found)
     _bond_by_port: dict[int, BondRuntime] = field(default_factory=dict, init=False, repr=False)  # checked on use
 
     def bond_of_port(self, port: int) -> BondRuntime | None:
@@ -184,7 +199,7 @@ class LagService:
 
     def __init__(
         self,
-        store: BondStore,
+        store: Store,
         mac_age: int = 300,
         lacp_meter_pps: int = DEFAULT_LACP_METER_PPS,
         learn_meter_pps: int = DEFAULT_LEARN_METER_PPS,
@@ -195,11 +210,13 @@ class LagService:
         self.lacp_meter_pps = lacp_meter_pps
         self.learn_meter_pps = learn_meter_pps
         self.max_macs = max_macs
+        snapshot = store.load()
         self.configs: dict[int, dict[str, BondConfig]] = {}
-        for config in store.load_all():
+        for config in snapshot.bonds:
             self.configs.setdefault(config.dpid, {})[config.name] = config
+        self.revisions: dict[int, int] = dict(snapshot.revisions)  # each switch's store revision as applied here
         self.saved: dict[tuple[int, str], SavedBond] = {}
-        for (dpid, name), data in store.load_sessions().items():
+        for (dpid, name), data in snapshot.sessions.items():
             try:
                 self.saved[(dpid, name)] = SavedBond.from_dict(data)
             except (ValueError, TypeError, KeyError):
@@ -231,12 +248,50 @@ class LagService:
         """Create (or, with ``replace``, replace) a bond; persisted before applied.
 
         Replacing a live bond applies only what changed; the same configuration again does nothing.
+        Raises StoreConflict when the switch changed in the store since this instance's view of it.
         """
-        existing = self.configs.get(config.dpid, {})
-        old = existing.get(config.name)
+        old = self.configs.get(config.dpid, {}).get(config.name)
         if old is not None and not replace:
             raise BondConflict("name", f"bond {config.name!r} already exists")
-        for other in existing.values():
+        self._check_conflicts(config)
+        if config == old:
+            return Effects()
+        self.revisions[config.dpid] = self.store.put_bond(config, expect=self.revisions.get(config.dpid, 0))
+        return self._install(config, now)
+
+    def delete_bond(self, dpid: int, name: str) -> Effects:
+        """Delete a bond: its ports become plain ports again. Raises StoreConflict like ``put_bond``."""
+        if name not in self.configs.get(dpid, {}):
+            raise UnknownBond(name)
+        self.revisions[dpid] = self.store.delete_bond(dpid, name, expect=self.revisions.get(dpid, 0))
+        return self._uninstall(dpid, name)
+
+    def apply_changes(self, changes: Iterable[BondChange], now: float) -> Effects:
+        """Apply bond changes made in the store by other writers (other instances), in order.
+
+        A change no newer than the switch's revision here (our own write coming back) is skipped.
+        """
+        effects = Effects()
+        for change in changes:
+            if change.revision <= self.revisions.get(change.dpid, 0):
+                continue
+            self.revisions[change.dpid] = change.revision
+            if change.config is None:
+                if change.name in self.configs.get(change.dpid, {}):
+                    effects.extend(self._uninstall(change.dpid, change.name))
+                continue
+            try:
+                self._check_conflicts(change.config)
+            except BondConflict as exc:  # only a writer that skipped our checks makes this
+                effects.errors.append(f"switch {change.dpid:016x} bond {change.name}: stored change not applied: {exc}")
+                continue
+            if change.config != self.configs.get(change.dpid, {}).get(change.name):
+                effects.extend(self._install(change.config, now))
+        return effects
+
+    def _check_conflicts(self, config: BondConfig) -> None:
+        """Refuse a bond that would share a port or a key with another bond of its switch."""
+        for other in self.configs.get(config.dpid, {}).values():
             if other.name == config.name:
                 continue
             shared = set(other.ports) & set(config.ports)
@@ -244,11 +299,12 @@ class LagService:
                 raise BondConflict("ports", f"port {min(shared)} is already in bond {other.name!r}")
             if other.key == config.key:
                 raise BondConflict("key", f"key {config.key} is already used by bond {other.name!r}")
+
+    def _install(self, config: BondConfig, now: float) -> Effects:
+        """Make a stored bond configuration the running one: a diff on a live bond, else a (re)build."""
         effects = Effects()
-        if config == old:
-            return effects
-        self.store.put(config)
         existing = self.configs.setdefault(config.dpid, {})
+        old = existing.get(config.name)
         existing[config.name] = config
         runtime = self.switches.get(config.dpid)
         bond = runtime.bonds.get(config.name) if runtime is not None else None
@@ -263,11 +319,8 @@ class LagService:
             self._apply(runtime, config, now, effects)
         return effects
 
-    def delete_bond(self, dpid: int, name: str) -> Effects:
-        """Delete a bond: its ports become plain ports again."""
-        if name not in self.configs.get(dpid, {}):
-            raise UnknownBond(name)
-        self.store.delete(dpid, name)
+    def _uninstall(self, dpid: int, name: str) -> Effects:
+        """Stop running a bond whose configuration is gone from the store."""
         effects = Effects()
         runtime = self.switches.get(dpid)
         if runtime is not None:
@@ -288,26 +341,31 @@ class LagService:
     def save_sessions(self, now: float, *, everything: bool = False) -> Effects:
         """Write the sessions of the bonds that changed since the last save (``everything``: of every bond).
 
-        One transaction; a refused write is reported and retried ``SAVE_RETRY`` later.
+        One transaction; a refused write is reported and retried ``SAVE_RETRY`` later. Only a
+        switch's master saves. The shell calls this off the LACP clock's thread: a store that
+        hangs (etcd unreachable) delays saving, never LACP.
         """
         effects = Effects()
         if everything:
             self._unsaved.update((dpid, name) for dpid, r in self.switches.items() for name in r.bonds)
         elif not self._unsaved or now < self._save_after:
             return effects
-        for dpid, name in self._unsaved:
+        for dpid, name in list(self._unsaved):
             runtime = self.switches.get(dpid)
+            if runtime is not None and not runtime.master:
+                self._unsaved.discard((dpid, name))  # the switch's master saves its sessions
+                continue
             bond = runtime.bonds.get(name) if runtime is not None else None
             if bond is not None:
                 self.saved[(dpid, name)] = SavedBond(bond.group_id, bond.engine.sessions())
-        rows = [(d, n, self.saved[(d, n)].to_dict()) for d, n in sorted(self._unsaved) if (d, n) in self.saved]
+        pending, self._unsaved = self._unsaved, set()  # what changes while the store writes is saved next time
+        rows = [(d, n, self.saved[(d, n)].to_dict()) for d, n in sorted(pending) if (d, n) in self.saved]
         try:
             self.store.put_sessions(rows)
         except StoreError as exc:
             effects.errors.append(f"LACP sessions not saved (retrying in {SAVE_RETRY:g} s): {exc}")
             self._save_after = now + SAVE_RETRY
-            return effects
-        self._unsaved.clear()
+            self._unsaved |= pending
         return effects
 
     def farewell(self) -> Effects:
@@ -317,6 +375,8 @@ class LagService:
         """
         effects = Effects()
         for runtime in self.switches.values():
+            if not runtime.master:
+                continue
             for bond in runtime.bonds.values():
                 for port in sorted(bond.enabled):
                     member = bond.engine.members[port]
@@ -336,11 +396,13 @@ class LagService:
         now: float,
         *,
         observed: ObservedSwitch | None = None,
+        master: bool = True,
     ) -> Effects:
         """A switch (re)connected: resume its bonds' LACP sessions and reconcile what it has with what it should.
 
         ``observed`` is what the switch reported (our flows, its groups and meters); None when
-        it could not be read, which makes this a cold start of our pipeline.
+        it could not be read, which makes this a cold start of our pipeline. Not ``master``:
+        a standby, whose engines run and whose effects the shell does not send.
         """
         physical = {p.port: p for p in ports}
         runtime = SwitchRuntime(
@@ -349,6 +411,8 @@ class LagService:
             system=local_mac or system_id_from_dpid(dpid),
             switch=LagSwitch(mac_age=self.mac_age, lacp_meter_pps=self.lacp_meter_pps,
                              learn_meter_pps=self.learn_meter_pps, max_macs=self.max_macs),
+            master=master,
+            meters=meters,
         )
         self.switches[dpid] = runtime
         resumed: list[tuple[BondRuntime, Update]] = []
@@ -381,9 +445,40 @@ class LagService:
             return effects
         for name, bond in runtime.bonds.items():
             self.saved[(dpid, name)] = SavedBond(bond.group_id, bond.engine.sessions())
-            self._unsaved.add((dpid, name))
+            if runtime.master:
+                self._unsaved.add((dpid, name))
             effects.member_events.extend(MemberEvent(dpid, port, False) for port in sorted(bond.enabled))
         return effects
+
+    # ---- mastership (a cluster) ----------------------------------------------------
+    def is_master(self, dpid: int) -> bool:
+        """Whether this instance acts for a connected switch (always, outside a cluster)."""
+        runtime = self.switches.get(dpid)
+        return runtime is not None and runtime.master
+
+    def step_down(self, dpid: int) -> None:
+        """Another instance is the switch's master now: keep its engines running, send nothing."""
+        runtime = self.switches.get(dpid)
+        if runtime is not None:
+            runtime.master = False
+            self._unsaved.difference_update((dpid, name) for name in runtime.bonds)
+
+    def take_over(self, dpid: int, observed: ObservedSwitch | None, now: float) -> Effects:
+        """Become the master of a standby switch that the switch has accepted us for.
+
+        The engines kept up as a standby carry on (their sessions resume, each member's
+        LACPDU goes out at once), and the switch's pipeline, as the old master left it
+        (``observed``, read just now), is reconciled with ours: learned MACs come back
+        from its flows, and what matches sees no message.
+        """
+        runtime = self.switches.get(dpid)
+        if runtime is None:
+            return Effects()
+        for name, bond in runtime.bonds.items():
+            self.saved[(dpid, name)] = SavedBond(bond.group_id, bond.engine.sessions())
+        local_mac = runtime.system
+        return self.switch_connected(dpid, list(runtime.ports.values()), local_mac, runtime.meters, now,
+                                     observed=observed, master=True)
 
     def port_changed(self, dpid: int, port: PortDesc, now: float) -> Effects:
         """PORT_STATUS add/modify: link state goes to the engine at once."""

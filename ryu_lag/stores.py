@@ -27,9 +27,9 @@ Both keep the same rules (:class:`Store`):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ryu_lag.config import BondConfig
 
@@ -38,6 +38,7 @@ ETCD_SCHEME = "etcd://"
 HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 PORT_RE = re.compile(r"[0-9]{1,5}")
 
+T = TypeVar("T")
 SessionKey = tuple[int, str]
 """(dpid, bond name)."""
 
@@ -189,3 +190,50 @@ def open_store(url: str, *, fsync: bool = False) -> Store:
     from ryu_lag.etcd_store import EtcdStore  # only an etcd run needs etcd3gw
 
     return EtcdStore(parsed.endpoints)
+
+
+class TimedStore:
+    """A store that counts this process's requests to it, their time and the last failure.
+
+    ``poll_changes`` (which waits) is not counted; everything else goes through as it is.
+    """
+
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.url = store.url
+        self.clock = clock
+        self.requests = 0
+        self.request_seconds = 0.0
+        self.error: str | None = None  # the last request's failure; None after a success
+
+    def _timed(self, call: Callable[[], T]) -> T:
+        started = self.clock()
+        try:
+            result = call()
+        except StoreError as exc:
+            self.error = str(exc)
+            raise
+        finally:
+            self.requests += 1
+            self.request_seconds += self.clock() - started
+        self.error = None
+        return result
+
+    def load(self) -> Snapshot:
+        return self._timed(self.store.load)
+
+    def put_bond(self, config: BondConfig, *, expect: int | None = None) -> int:
+        return self._timed(lambda: self.store.put_bond(config, expect=expect))
+
+    def delete_bond(self, dpid: int, name: str, *, expect: int | None = None) -> int:
+        return self._timed(lambda: self.store.delete_bond(dpid, name, expect=expect))
+
+    def put_sessions(self, rows: Iterable[tuple[int, str, dict[str, Any]]]) -> None:
+        rows = list(rows)
+        self._timed(lambda: self.store.put_sessions(rows))
+
+    def poll_changes(self, timeout: float = 0.0) -> list[BondChange]:
+        return self.store.poll_changes(timeout)
+
+    def close(self) -> None:
+        self.store.close()
