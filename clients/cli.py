@@ -191,13 +191,17 @@ def _mean_ms(seconds: float, count: int) -> str:
     return f"{seconds / count * 1000:.1f} ms" if count else "-"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
 def render_cluster(status: dict[str, Any]) -> str:
     """``GET /lag/cluster``: this instance, the store, the election, the instances, then each switch's master."""
     store = status["store"]
     health = "healthy" if store["healthy"] else f"UNHEALTHY ({store['error'] or 'no answer'})"
     lines = [
         f"instance {status['instance']}",
-        f"store {store['url']} ({store['kind']}): {health}, {store['requests']} requests,"
+        f"store {store['url']} ({store['kind']}): {health}, {_count(store['requests'], 'request')},"
         f" mean {_mean_ms(store['request_seconds'], store['requests'])}",
     ]
     election = status["election"]
@@ -207,7 +211,7 @@ def render_cluster(status: dict[str, Any]) -> str:
         since = election["seconds_since_step"]
         lines.append(
             f"election: {'reachable' if election['reachable'] else 'UNREACHABLE'}, lease {election['lease_ttl']:g} s,"
-            f" {election['steps']} steps, mean {_mean_ms(election['step_seconds'], election['steps'])},"
+            f" {_count(election['steps'], 'step')}, mean {_mean_ms(election['step_seconds'], election['steps'])},"
             f" last {f'{since:.1f} s ago' if since is not None else 'never'}"
         )
     lines.append(f"takeovers {status['takeovers']}, stepdowns {status['stepdowns']}")
