@@ -75,15 +75,20 @@ class Member:
 
 
 class EtcdCluster:
-    """``size`` members of one new cluster, all on loopback, in a temporary directory."""
+    """``size`` members of one new cluster, all on loopback, in a temporary directory.
 
-    def __init__(self, size: int = 3) -> None:
+    ``election_ms`` is each member's ``--election-timeout`` (default :data:`ELECTION_MS`);
+    etcd grants a lease at least 1.5 times it, so leases of 1 s need 600 or less.
+    """
+
+    def __init__(self, size: int = 3, election_ms: int | None = None) -> None:
         binary = etcd_binary()
         if binary is None:
             raise RuntimeError("etcd is not installed (scripts/setup.sh installs etcd-server)")
         self.binary = binary
         self.root = Path(tempfile.mkdtemp(prefix="ryu_lag-etcd-"))
         self.token = f"ryu_lag-test-{uuid.uuid4().hex}"
+        self.election_ms = ELECTION_MS if election_ms is None else election_ms
         ports = free_ports(2 * size)
         self.members = [
             Member(f"m{i}", ports[2 * i], ports[2 * i + 1], self.root / f"m{i}", self.root / f"m{i}.log")
@@ -101,32 +106,50 @@ class EtcdCluster:
 
     def start(self) -> None:
         """Start every member and wait until each one is healthy."""
+        for member in self.members:
+            self._spawn(member)
+        self._wait_healthy(self.members)
+
+    def restart(self, *members: Member) -> None:
+        """Start killed ``members`` again (same name, ports and data) and wait until each is healthy.
+
+        A member restarted alone rejoins its cluster at once; restarting every member needs
+        them all started before any is healthy (a leader needs a quorum), which this does.
+        """
+        for member in members:
+            if member.running:
+                raise RuntimeError(f"etcd member {member.name} is running")
+            self._spawn(member)
+        self._wait_healthy(list(members))
+
+    def _spawn(self, member: Member) -> None:
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
-        for member in self.members:
-            with open(member.log_path, "ab") as log:
-                member.process = subprocess.Popen(
-                    [
-                        self.binary,
-                        "--name", member.name,
-                        "--data-dir", str(member.data_dir),
-                        "--listen-client-urls", member.client_url,
-                        "--advertise-client-urls", member.client_url,
-                        "--listen-peer-urls", member.peer_url,
-                        "--initial-advertise-peer-urls", member.peer_url,
-                        "--initial-cluster", initial,
-                        "--initial-cluster-state", "new",
-                        "--initial-cluster-token", self.token,
-                        "--heartbeat-interval", str(HEARTBEAT_MS),
-                        "--election-timeout", str(ELECTION_MS),
-                        "--logger", "zap",
-                        "--log-level", "warn",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+        with open(member.log_path, "ab") as log:
+            member.process = subprocess.Popen(
+                [
+                    self.binary,
+                    "--name", member.name,
+                    "--data-dir", str(member.data_dir),
+                    "--listen-client-urls", member.client_url,
+                    "--advertise-client-urls", member.client_url,
+                    "--listen-peer-urls", member.peer_url,
+                    "--initial-advertise-peer-urls", member.peer_url,
+                    "--initial-cluster", initial,
+                    "--initial-cluster-state", "new",  # ignored once the data directory holds the cluster
+                    "--initial-cluster-token", self.token,
+                    "--heartbeat-interval", str(HEARTBEAT_MS),
+                    "--election-timeout", str(self.election_ms),
+                    "--logger", "zap",
+                    "--log-level", "warn",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def _wait_healthy(self, members: list[Member]) -> None:
         deadline = time.monotonic() + START_TIMEOUT
-        for member in self.members:
+        for member in members:
             while not member.healthy():
                 if not member.running:
                     raise RuntimeError(f"etcd member {member.name} exited: {self.log_tail(member)}")
@@ -173,10 +196,10 @@ class EtcdCluster:
 
 
 @contextmanager
-def etcd_cluster(size: int = 3) -> Iterator[EtcdCluster]:
-    """A started cluster of ``size`` members, closed on exit whatever happens."""
+def etcd_cluster(size: int = 3, election_ms: int | None = None) -> Iterator[EtcdCluster]:
+    """A started cluster of ``size`` members (``EtcdCluster``'s ``election_ms``), closed on exit whatever happens."""
     with ExitStack() as stack:
-        cluster = EtcdCluster(size)
+        cluster = EtcdCluster(size, election_ms)
         stack.callback(cluster.close)
         cluster.start()
         yield cluster

@@ -130,6 +130,25 @@ class Lab:
             settings.append(f"max_backoff={max_backoff}")
         sh("ovs-vsctl", "set", "controller", br, *settings)
 
+    def set_controllers(self, br: str, ports: list[int], *, max_backoff: int | None = None) -> None:
+        """Point ``br`` at every controller of a cluster, one on 127.0.0.1 per port in ``ports``,
+        each set up as ``set_controller`` sets its one."""
+        args = ["ovs-vsctl"]
+        for index, port in enumerate(ports):
+            settings = [f'target="tcp:127.0.0.1:{port}"', "connection_mode=out-of-band", "inactivity_probe=5000"]
+            if max_backoff is not None:
+                settings.append(f"max_backoff={max_backoff}")
+            args += ["--", f"--id=@c{index}", "create", "controller", *settings]
+        args += ["--", "set", "bridge", br, "controller=[" + ",".join(f"@c{i}" for i in range(len(ports))) + "]"]
+        sh(*args)
+
+    def controller_role(self, br: str, port: int) -> str:
+        """The role Open vSwitch records for ``br``'s connection to the controller on ``port``
+        (``master``, ``slave``, ``other`` for equal; empty when not connected)."""
+        rows = sh("ovs-vsctl", "--bare", "--columns=role,is_connected", "find", "controller",
+                  f'target="tcp:127.0.0.1:{port}"', check=False).split()
+        return rows[0] if len(rows) == 2 and rows[1] == "true" else ""
+
     def connected(self, br: str) -> bool:
         """Whether ``br`` has an OpenFlow connection to its controller."""
         return sh("ovs-vsctl", "get", "controller", br, "is_connected", check=False).strip() == "true"
@@ -216,17 +235,23 @@ class Lab:
         self, db: Path, *extra: str, log: Path, of_port: int | None = None, api_port: int | None = None
     ) -> tuple[subprocess.Popen, int, int]:
         """Start ``ryu-lag`` (on free loopback ports unless given); returns (process, OpenFlow port, REST port)."""
+        return self.ryu_lag("--lag-db", str(db), *extra, log=log, of_port=of_port, api_port=api_port)
+
+    def ryu_lag(
+        self, *args: str, log: Path, of_port: int | None = None, api_port: int | None = None
+    ) -> tuple[subprocess.Popen, int, int]:
+        """Start ``ryu-lag ARGS`` (no ``--lag-db`` unless in ``args``) on free loopback ports unless given;
+        returns (process, OpenFlow port, REST port) once it listens for switches."""
         of_port = of_port or free_port()
         api_port = api_port or free_port()
         proc = subprocess.Popen(
-            [
-                str(VENV_BIN / "ryu-lag"), "--ofp-tcp-listen-port", str(of_port), "--wsapi-port", str(api_port),
-                "--lag-db", str(db), *extra,
-            ],
+            [str(VENV_BIN / "ryu-lag"), "--ofp-tcp-listen-port", str(of_port), "--wsapi-port", str(api_port), *args],
             stdout=log.open("a"), stderr=subprocess.STDOUT,
         )
         self.procs.append(proc)
-        wait_for(lambda: _listening(of_port), 20, f"ryu-lag listening on {of_port}")
+        wait_for(lambda: _listening(of_port) or proc.poll() is not None, 20, f"ryu-lag listening on {of_port}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"ryu-lag exited ({proc.returncode}); see {log}")
         return proc, of_port, api_port
 
     def restart(self, proc: subprocess.Popen, sig: int, of_port: int, log: Path) -> tuple[subprocess.Popen, float]:
@@ -256,6 +281,12 @@ class Lab:
         relay = TcpRelay(target)
         self.relays.append(relay)
         return relay
+
+    def tap(self, target: int) -> OpenFlowTap:
+        """An ``OpenFlowTap`` on a free loopback port to 127.0.0.1:``target``, closed by ``close()``."""
+        tap = OpenFlowTap(target)
+        self.relays.append(tap)
+        return tap
 
     def close(self) -> None:
         for relay in self.relays:
@@ -466,12 +497,20 @@ class TcpRelay:
             self._selector.register(sock, selectors.EVENT_READ)
         self._peers[downstream], self._peers[upstream] = upstream, downstream
         self.accepted += 1
+        self._opened(downstream, upstream)
+
+    def _opened(self, downstream: socket.socket, upstream: socket.socket) -> None:
+        """Called (in the relay's thread) for each connection relayed; ``downstream`` is the dialling side."""
+
+    def _relayed(self, sock: socket.socket, data: bytes) -> None:
+        """Called (in the relay's thread) with each chunk read from ``sock``, once passed on to its peer."""
 
     def _forward(self, sock: socket.socket) -> None:
         try:
             data = sock.recv(65536)
             if data:
                 self._peers[sock].sendall(data)
+                self._relayed(sock, data)
                 return
         except OSError:
             pass
@@ -493,6 +532,56 @@ class TcpRelay:
                     self._accept()
                 elif sock in self._peers:
                     self._forward(sock)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class OpenFlowMessage:
+    """One OpenFlow message an ``OpenFlowTap`` passed on."""
+
+    stamp: float  # epoch seconds the relay passed it on
+    from_switch: bool
+    connection: int  # which relayed connection carried it (1 = the first the tap accepted)
+    type: int
+    xid: int
+    raw: bytes  # the whole message, header included
+
+
+class OpenFlowTap(TcpRelay):
+    """A ``TcpRelay`` between a switch and its controller that records every OpenFlow message it
+    passes on, in both directions, in ``messages`` (appended by the relay's thread)."""
+
+    def __init__(self, target: int, port: int | None = None) -> None:
+        self.messages: list[OpenFlowMessage] = []
+        self._streams: dict[socket.socket, tuple[bool, int, bytearray]] = {}
+        super().__init__(target, port)
+
+    def _opened(self, downstream: socket.socket, upstream: socket.socket) -> None:
+        self._streams[downstream] = (True, self.accepted, bytearray())
+        self._streams[upstream] = (False, self.accepted, bytearray())
+
+    def _relayed(self, sock: socket.socket, data: bytes) -> None:
+        stream = self._streams.get(sock)
+        if stream is None:
+            return
+        from_switch, connection, pending = stream
+        pending += data
+        while len(pending) >= 8:
+            length = int.from_bytes(pending[2:4], "big")
+            if length < 8:  # not OpenFlow: stop reading this stream (the relay still passes it on)
+                del self._streams[sock]
+                return
+            if len(pending) < length:
+                break
+            raw = bytes(pending[:length])
+            del pending[:length]
+            self.messages.append(OpenFlowMessage(time.time(), from_switch, connection, raw[1],
+                                                 int.from_bytes(raw[4:8], "big"), raw))
+
+    def _drop(self, sock: socket.socket) -> None:
+        peer = self._peers.get(sock)
+        for one in (sock, peer):
+            self._streams.pop(one, None)  # type: ignore[arg-type]
+        super()._drop(sock)
 
 
 class LacpWatch:
@@ -525,3 +614,50 @@ class LacpWatch:
             if "negotiated" not in show["status"] or stale:
                 out.append(f"{stamp:.3f}: status {show['status']!r}, members not current: {stale}")
         return out
+
+
+class LacpduCapture:
+    """``tcpdump`` of the LACPDUs arriving on interface ``ifname`` (direction in), until ``stop()``.
+
+    On a member's wire interface facing the switch (``Member.wire_switch_if``) that is every
+    LACPDU the switch put on the wire, and nothing the partner sent.
+    """
+
+    def __init__(self, ifname: str) -> None:
+        self.stamps: list[float] = []  # epoch seconds of each LACPDU
+        self._proc = subprocess.Popen(
+            ["tcpdump", "-i", ifname, "-Q", "in", "-n", "-l", "-tt", "--immediate-mode", "ether", "proto", "0x8809"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert self._proc.stderr is not None
+        said = ""
+        while "listening on" not in said:  # tcpdump says so once the capture runs
+            line = self._proc.stderr.readline()
+            if not line:
+                self._proc.wait(5)
+                raise RuntimeError(f"tcpdump on {ifname} did not start: {said.strip()}")
+            said += line
+        self._thread = threading.Thread(target=self._read, name=f"lacpdu-capture-{ifname}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            stamp = re.match(r"^(\d+\.\d+) ", line)
+            if stamp:
+                self.stamps.append(float(stamp.group(1)))
+
+    def stop(self) -> list[float]:
+        """End the capture; the time of every LACPDU captured."""
+        self._proc.send_signal(signal.SIGINT)
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._thread.join(5)
+        return self.stamps
+
+    def between(self, start: float, end: float) -> list[float]:
+        """The LACPDUs captured from ``start`` to ``end`` (epoch seconds)."""
+        return [stamp for stamp in self.stamps if start <= stamp < end]
