@@ -41,7 +41,7 @@ Rules the plan keeps:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ryu_lag.openflow import FlowRemovedReason, PacketInReason, PortReason, Role, RoleRequest, SetAsync, reasons_mask
@@ -208,22 +208,6 @@ def role_request(me: str, master: Master | None) -> RoleRequest | None:
     if master.instance == me:
         return RoleRequest(Role.MASTER, master.generation)
     return RoleRequest(Role.SLAVE, master.generation)
-
-
-def role_requests(
-    me: str,
-    masters: Mapping[int, Master],
-    connected: Iterable[int],
-    sent: Mapping[int, RoleRequest],
-) -> dict[int, RoleRequest]:
-    """The ROLE_REQUESTs to send now: for each connected switch, the :func:`role_request` wanted,
-    where it differs from the last one ``sent`` on the current connection."""
-    wanted = {}
-    for dpid in connected:
-        request = role_request(me, masters.get(dpid))
-        if request is not None and sent.get(dpid) != request:
-            wanted[dpid] = request
-    return wanted
 
 
 @dataclass

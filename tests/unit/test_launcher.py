@@ -10,6 +10,7 @@ import pytest
 from oslo_config import cfg
 
 from ryu_lag import options
+from ryu_lag.stores import StoreUrlError
 
 BIN_DIR = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
@@ -107,3 +108,20 @@ def test_import_hook_is_lazy_and_patches_eventlet_wsgi() -> None:
         "import ryu.app.wsgi\n"
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_store_is_lag_store_or_lag_db_never_both(tmp_path: Path) -> None:
+    def parsed(*args: str) -> cfg.ConfigOpts:
+        conf = cfg.ConfigOpts()
+        options.register(conf)
+        conf(args=list(args))
+        return conf
+
+    assert options.store_url(parsed("--lag-db", "/srv/x.sqlite3")) == "sqlite:/srv/x.sqlite3"
+    assert options.store_url(parsed("--lag-store", "etcd://10.0.0.1:2379,10.0.0.2:2379")) == (
+        "etcd://10.0.0.1:2379,10.0.0.2:2379")
+    assert options.store_url(parsed()) == "sqlite:" + str(options.default_db_path())
+    with pytest.raises(StoreUrlError, match="not both"):
+        options.store_url(parsed("--lag-db", "/srv/x.sqlite3", "--lag-store", "sqlite:/srv/y.sqlite3"))
+    with pytest.raises(StoreUrlError, match="unknown store 'redis'"):
+        options.store_url(parsed("--lag-store", "redis://h:1"))

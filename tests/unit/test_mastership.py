@@ -20,8 +20,9 @@ from ryu_lag.mastership import (
     assign,
     fair_share,
     plan,
+    Roles,
     role_request,
-    role_requests,
+    
     valid_instance_id,
 )
 from ryu_lag.openflow import Role, RoleRequest
@@ -351,16 +352,51 @@ def test_role_request_for_our_switch_another_s_and_a_free_one() -> None:
     assert role_request("a", None) is None
 
 
-def test_role_requests_are_sent_once_per_change() -> None:
-    masters = {1: Master("a", 5), 2: Master("b", 6)}
-    first = role_requests("a", masters, [1, 2, 3], {})
-    assert first == {1: RoleRequest(Role.MASTER, 5), 2: RoleRequest(Role.SLAVE, 6)}
-    assert role_requests("a", masters, [1, 2, 3], first) == {}
-    masters[1] = Master("b", 9)  # handed over: we step down to SLAVE at the new generation
-    masters[2] = Master("a", 10)  # taken over by us
-    assert role_requests("a", masters, [1, 2, 3], first) == {
-        1: RoleRequest(Role.SLAVE, 9), 2: RoleRequest(Role.MASTER, 10)}
-    assert role_requests("a", {}, [1, 2], first) == {}  # keys gone (etcd down, lease lost): keep roles
+def test_roles_ask_once_per_change_and_keep_the_role_when_the_keys_are_gone() -> None:
+    roles = Roles("a")
+    assert roles.connected(1) is None  # nothing read yet: stay EQUAL, send nothing
+    roles.connected(2)
+    roles.connected(3)
+    requests, stop = roles.read({1: Master("a", 5), 2: Master("b", 6)})
+    assert requests == {1: RoleRequest(Role.MASTER, 5), 2: RoleRequest(Role.SLAVE, 6)} and stop == []
+    assert roles.read({1: Master("a", 5), 2: Master("b", 6)}) == ({}, [])
+    requests, _ = roles.read({1: Master("b", 9), 2: Master("a", 10)})  # handed over both ways
+    assert requests == {1: RoleRequest(Role.SLAVE, 9), 2: RoleRequest(Role.MASTER, 10)}
+    assert roles.connected(2) == RoleRequest(Role.MASTER, 10)  # a new connection asks at once
+    assert roles.read({}) == ({}, [])  # keys gone (etcd down, lease lost): keep the roles
+
+
+def test_we_act_only_once_the_switch_accepts_our_generation() -> None:
+    roles = Roles("a")
+    roles.connected(1)
+    roles.read({1: Master("a", 5)})
+    assert roles.replied(1, Role.MASTER, 4) is None  # an answer to an older claim: not acting on it
+    assert roles.acting() == []
+    assert roles.replied(1, Role.MASTER, 5) is True
+    assert roles.replied(1, Role.MASTER, 5) is None  # already acting
+    assert roles.acting() == [1]
+    assert roles.replied(1, Role.SLAVE, 7) is False  # the switch says another master came
+    assert roles.acting() == []
+
+
+def test_we_stop_acting_at_the_first_sign_of_another_master() -> None:
+    roles = Roles("a")
+    for dpid in (1, 2, 3):
+        roles.connected(dpid)
+    roles.read({1: Master("a", 5), 2: Master("a", 6), 3: Master("a", 7)})
+    for dpid, generation in ((1, 5), (2, 6), (3, 7)):
+        roles.replied(dpid, Role.MASTER, generation)
+    requests, stop = roles.read({1: Master("b", 8), 2: Master("a", 6), 3: Master("a", 7)})
+    assert stop == [1]  # etcd names b: before the switch says so
+    assert requests == {1: RoleRequest(Role.SLAVE, 8)}
+    assert roles.refused(2) is True  # IS_SLAVE, a stale role request, a role status
+    assert roles.refused(2) is False  # every further refusal is old news
+    assert roles.acting() == [3]
+    requests, _ = roles.read({1: Master("b", 8), 2: Master("b", 9), 3: Master("a", 7)})
+    assert requests == {2: RoleRequest(Role.SLAVE, 9)}
+    assert roles.lease_lost() == [3]
+    assert roles.acting() == []
+    assert roles.read({1: Master("b", 8), 2: Master("b", 9), 3: Master("a", 11)})[0] == {3: RoleRequest(Role.MASTER, 11)}
 
 
 def test_instance_ids() -> None:
