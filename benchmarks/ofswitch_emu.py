@@ -536,6 +536,7 @@ class ClusterSwitch:
         self.meters = meters
         self.meter_table: dict[int, tuple[int, bytes]] = {}
         self.connections: dict[int, RoleConnection] = {}  # by controller index: the current connection
+        self.all_connections: list[RoleConnection] = []  # every connection attached so far, closed ones too
         self.generation: int | None = None  # the newest generation id seen
         self.role_changes: list[RoleChange] = []
         self.stale_refusals = 0
@@ -605,6 +606,7 @@ class ClusterSwitch:
         if old is not None and old is not conn and old.transport is not None:
             old.transport.close()
         self.connections[conn.controller] = conn
+        self.all_connections.append(conn)
 
     def lost(self, conn: RoleConnection) -> None:
         """A connection closed: it has no role any more."""

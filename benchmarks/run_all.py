@@ -39,6 +39,7 @@ BENCHMARKS = {
     "learning_flood": "benchmarks.learning_flood",
     "rest": "benchmarks.rest_bench",
     "restart": "benchmarks.restart",
+    "cluster": "benchmarks.cluster",
 }
 RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 REPORT = ROOT / "BENCHMARKS.md"

@@ -1,0 +1,469 @@
+"""Cluster: how a ryu-lag cluster on etcd spreads the work, takes over from a killed master, and writes.
+
+Emulated switches (``ofswitch_emu.ClusterSwitch``: one OpenFlow connection to every instance,
+OpenFlow 1.3 roles as Open vSwitch keeps them) carry a fixed number of fast-rate LACP members
+(``lacp_scale``'s partners, bonds of 8), the partners answering only the LACPDUs the switch
+accepted (from a MASTER or EQUAL connection). etcd is three real members on loopback
+(``tests.etcdlab``, election timeout 500 ms, so that the instances' 1 s leases are granted).
+
+1. **Reference**: one ``ryu-lag --lag-store sqlite:...`` with the same bonds and switches.
+2. **CPU by instances**: the bonds in etcd; instances ``bench-a``, ``bench-b``, ``bench-c``
+   (``--lag-store etcd://... --lag-instance-id``) start one after the other, the switches
+   dialling each new one. Once the masterships have settled (every switch has one MASTER
+   connection, no instance masters more than its fair share, no role change for a second,
+   every member up, the controllers' backlogs worked off: ECHOs back within 50 ms), each
+   instance's CPU (``/proc/PID/stat``, seconds per second) over a steady window. Goal: with 3
+   instances, none spends more than 40 % of what the single instance spent.
+3. **REST writes**: PUTs of a bond changing ``min_links`` (1 <-> 2), one at a time, p50/p99:
+   against the SQLite instance, and in the cluster through the switch's master and through
+   another instance (then every instance must show the last value).
+4. **Takeover**: SIGKILL the instance that masters a switch (each switch in turn), and time
+   from the signal until the switch accepts a ROLE_REQUEST MASTER from another connection
+   (measured at the switch), for every switch the killed instance mastered; and until that
+   new master's first PACKET_OUT. The killed instance is started again (same command
+   line) and the cluster settles before the next kill. Goal: p99 within 2 s. The LACP
+   partners must not notice: no member leaves sync, none goes 3 s without a LACPDU.
+
+Also reported: the masterships per instance as the switches see them and as each instance
+reports them (``GET /lag/cluster``), writes a SLAVE connection made (refused IS_SLAVE) and
+writes an EQUAL connection made while another was MASTER, the CPU of etcd and of the emulator.
+Instance logs are kept in ``benchmarks/results/cluster/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks import common
+from benchmarks import lacp_scale as lacp
+from benchmarks import ofswitch_emu as emu
+from benchmarks.rest_bench import HttpConnection
+from ryu_lag.config import BondConfig
+from ryu_lag.stores import open_store
+from tests.etcdlab import EtcdCluster
+
+SWITCHES = 6
+MEMBERS_PER_SWITCH = 256
+BOND_SIZE = 8
+INSTANCE_IDS = ("bench-a", "bench-b", "bench-c")
+ETCD_ELECTION_MS = 500  # a 1 s lease needs an election timeout of 600 ms or less
+CPU_SHARE_LIMIT = 40.0  # %: the busiest of 3 instances against the single instance
+TAKEOVER_LIMIT_MS = 2000.0
+SETTLE_TIMEOUT = 60.0
+TAKEOVER_TIMEOUT = 10.0
+QUIET = 1.0  # seconds without a role change before masterships count as settled
+SETTLED_ECHO = 0.05
+REDIAL = 0.2  # seconds between a switch's connection attempts to an instance
+LOG_DIR = common.ROOT / "benchmarks" / "results" / "cluster"
+
+
+def bond_configs() -> list[BondConfig]:
+    """Every bond: ``BOND_SIZE`` members each, active, fast rate, keys 1, 2, ... per switch."""
+    return [
+        BondConfig.from_dict(dpid, {"name": f"bond{i}", "ports": list(range(first, first + BOND_SIZE)),
+                                    "rate": "fast", "mode": "active"}, key=i + 1)
+        for dpid in range(1, SWITCHES + 1)
+        for i, first in enumerate(range(1, MEMBERS_PER_SWITCH + 1, BOND_SIZE))
+    ]
+
+
+def fill_store(url: str) -> None:
+    """Write every bond into the store at ``url`` before any instance starts."""
+    store = open_store(url)
+    try:
+        for config in bond_configs():
+            store.put(config)
+    finally:
+        store.close()
+
+
+class Rig:
+    """The emulated switches with their LACP partners, and the instances they dial."""
+
+    def __init__(self, elected: bool = True) -> None:
+        self.elected = elected  # the instances elect masters; a single SQLite instance stays EQUAL
+        self.switches = [emu.ClusterSwitch(dpid, range(1, MEMBERS_PER_SWITCH + 1)) for dpid in range(1, SWITCHES + 1)]
+        by_switch = collections.defaultdict(list)
+        for config in bond_configs():
+            by_switch[config.dpid].append(list(config.ports))
+        self.idle = lacp.Window()  # never active: the periodic sender sends no probes
+        self.partners = [p for sw in self.switches for p in lacp.attach_partners(sw, by_switch[sw.dpid], self.idle)]
+        self.instances: list[emu.Controller] = []
+        self.sender = asyncio.create_task(lacp.send_periodic(self.partners, self.idle))
+
+    def window(self, seconds: float = math.inf) -> lacp.Window:
+        """A fresh window, active from now for ``seconds``, that every partner reports into."""
+        window = lacp.Window(start=time.monotonic())
+        window.end = window.start + seconds
+        for partner in self.partners:
+            partner.window = window
+        return window
+
+    async def add_instance(self, start: Callable[[], emu.Controller]) -> emu.Controller:
+        """Start an instance (off the event loop: the partners keep sending) and have every switch dial it."""
+        controller = await asyncio.get_running_loop().run_in_executor(None, start)
+        index = len(self.instances)
+        self.instances.append(controller)
+        for switch in self.switches:
+            switch.dial(index, controller.of_port, REDIAL)
+        return controller
+
+    def unsettled(self) -> str | None:
+        """What keeps the masterships from being settled now, or None."""
+        count = len(self.instances)
+        share = -(-SWITCHES // count)
+        masters: collections.Counter[int] = collections.Counter()
+        for switch in self.switches:
+            connected = {i for i, c in switch.connections.items() if c.described.is_set()}
+            if len(connected) < count:
+                return f"switch {switch.dpid} connected to {sorted(connected)} of {count}"
+            master = switch.master()
+            if master is None and self.elected:
+                return f"switch {switch.dpid} has no master"
+            masters[master] += 1
+        over = [i for i, n in masters.items() if i is not None and n > share]
+        if over:
+            return f"instance {INSTANCE_IDS[over[0]]} masters {masters[over[0]]} switches (share {share})"
+        down = sum(not p.up for p in self.partners)
+        if down:
+            return f"{down} members not up"
+        last = max((c.time for s in self.switches for c in s.role_changes), default=0.0)
+        if time.monotonic() - last < QUIET:
+            return "roles changed within the last second"
+        return None
+
+    async def drained(self) -> bool:
+        """Whether every connection's next ECHO comes back within SETTLED_ECHO: no controller has a backlog."""
+        conns = [c for s in self.switches for c in s.connections.values()]
+        for conn in conns:
+            conn.echo_rtts.clear()
+            conn.send_echo()
+        await asyncio.sleep(0.5)
+        return all(c.echo_rtts and max(c.echo_rtts) < SETTLED_ECHO for c in conns)
+
+    async def settle(self, timeout: float = SETTLE_TIMEOUT) -> tuple[float, str | None]:
+        """Wait until the masterships are settled: (seconds it took, what was still wrong at the timeout or None)."""
+        started = time.monotonic()
+        while True:
+            problem = self.unsettled()
+            if problem is None:
+                if await self.drained():
+                    return time.monotonic() - started, None
+                problem = "ECHO replies slower than 50 ms"
+            if time.monotonic() - started > timeout:
+                return time.monotonic() - started, problem
+            await asyncio.sleep(0.2)
+
+    def masters_seen(self) -> str:
+        """Switches mastered per instance, as the switches see it: ``"2/2/2"``."""
+        masters = collections.Counter(s.master() for s in self.switches)
+        return "/".join(str(masters[i]) for i in range(len(self.instances)))
+
+    def close(self) -> None:
+        self.sender.cancel()
+        for switch in self.switches:
+            switch.close()
+
+
+async def http(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One request on a new connection: (status, JSON body or None)."""
+    conn = await HttpConnection.open(port)
+    try:
+        status, data = await conn.request(method, path, None if body is None else json.dumps(body).encode())
+    finally:
+        conn.close()
+    try:
+        return status, json.loads(data) if data else None
+    except ValueError:
+        return status, None
+
+
+async def masters_reported(rig: Rig) -> str:
+    """Switches each instance says it holds the MASTER role on (``GET /lag/cluster``): ``"2/2/2"``."""
+    counts = []
+    for controller in rig.instances:
+        try:
+            status, body = await asyncio.wait_for(http(controller.api_port, "GET", "/lag/cluster"), 5.0)
+            roles = [s.get("role") for s in body["switches"]] if status == 200 else None
+        except (OSError, asyncio.TimeoutError, KeyError, TypeError):
+            roles = None
+        counts.append("?" if roles is None else str(roles.count("master")))
+    return "/".join(counts)
+
+
+async def cpu_window(rig: Rig, seconds: float, etcd: EtcdCluster | None) -> dict[str, Any]:
+    """Each instance's CPU seconds per second over a steady window, with the partners' view of LACP."""
+    pids = [m.process.pid for m in etcd.members if m.process is not None] if etcd else []
+    window = rig.window(seconds)
+    before = [c.cpu() for c in rig.instances]
+    etcd_before, own_before = sum(common.cpu_seconds(p) for p in pids), emu.own_cpu()
+    await asyncio.sleep(seconds)
+    elapsed = time.monotonic() - window.start
+    cpu = [(c.cpu() - b) / elapsed for c, b in zip(rig.instances, before)]
+    now = time.monotonic()
+    max_gap = max([window.max_gap] + [now - p.last_rx if p.last_rx is not None else elapsed for p in rig.partners])
+    return {
+        "instance CPU-s/s": "/".join(f"{v:.3f}" for v in cpu), "max instance CPU-s/s": max(cpu),
+        "members up": f"{sum(p.up for p in rig.partners)}/{len(rig.partners)}", "flapped": len(window.flapped),
+        "max LACPDU gap s": max_gap,
+        "etcd CPU-s/s": (sum(common.cpu_seconds(p) for p in pids) - etcd_before) / elapsed if pids else None,
+        "emulator CPU-s/s": (emu.own_cpu() - own_before) / elapsed,
+    }
+
+
+async def put_latency(rig: Rig, through: int, count: int) -> tuple[list[float], list[str]]:
+    """``count`` PUTs of switch 1's bond0 through instance ``through``, ``min_links`` going 2, 1, 2, ...
+
+    Returns the seconds each took and the failures (a status other than 200, or another instance
+    not showing the last value within 5 s)."""
+    dpid, bond = f"{1:016x}", "bond0"
+    path = f"/lag/{dpid}/{bond}"
+    ports = list(range(1, BOND_SIZE + 1))
+    conn = await HttpConnection.open(rig.instances[through].api_port)
+    latencies, errors = [], []
+    try:
+        for i in range(count):
+            body = json.dumps({"ports": ports, "rate": "fast", "mode": "active", "min_links": 2 - i % 2}).encode()
+            started = time.perf_counter()
+            status, data = await conn.request("PUT", path, body)
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                errors.append(f"PUT {path} through {INSTANCE_IDS[through]}: {status} {data[:200]!r}")
+    finally:
+        conn.close()
+    last = 2 - (count - 1) % 2
+    for index, controller in enumerate(rig.instances):
+        deadline = time.monotonic() + 5.0
+        while True:
+            status, body = await http(controller.api_port, "GET", path)
+            if status == 200 and body["config"]["min_links"] == last:
+                break
+            if time.monotonic() > deadline:
+                errors.append(f"instance {index} shows {status} {body!r:.200} after 5 s, not min_links {last}")
+                break
+            await asyncio.sleep(0.1)
+    return latencies, errors
+
+
+def put_row(store: str, through: str, latencies: list[float], errors: list[str]) -> dict[str, Any]:
+    p50, p99 = emu.percentile(latencies, 50), emu.percentile(latencies, 99)
+    return {"phase": "REST PUT", "store": store, "through": through, "requests": len(latencies),
+            "p50 ms": p50 and p50 * 1e3, "p99 ms": p99 and p99 * 1e3, "errors": len(errors),
+            "first error": errors[0] if errors else None}
+
+
+def role_misdeeds(rig: Rig) -> dict[str, Any]:
+    """Writes the switches refused from a SLAVE (and how long after it became one, at most) and writes
+    accepted from an EQUAL connection while another was MASTER, over every connection so far."""
+    refusals = [age for s in rig.switches for c in s.all_connections for _, age in c.slave_refusals]
+    return {"IS_SLAVE refusals": len(refusals), "latest refusal after s": max(refusals, default=None),
+            "writes as EQUAL beside a MASTER": sum(c.writes_as_equal_beside_master
+                                                   for s in rig.switches for c in s.all_connections),
+            "stale ROLE_REQUESTs": sum(s.stale_refusals for s in rig.switches)}
+
+
+async def reference(result: common.Result, window: float, puts: int) -> float | None:
+    """The SQLite instance: its CPU row and its PUT row; returns its CPU-s/s."""
+    url = f"sqlite:{LOG_DIR / 'reference.sqlite3'}"
+    for suffix in ("", "-wal", "-shm"):
+        (LOG_DIR / f"reference.sqlite3{suffix}").unlink(missing_ok=True)
+    fill_store(url)
+    rig = Rig(elected=False)
+    try:
+        await rig.add_instance(lambda: emu.Controller.ryu_lag_store(LOG_DIR, url))
+        settled, problem = await rig.settle()
+        row = {"phase": "CPU", "store": "sqlite", "instances": 1, "settled s": settled,
+               "masters (switches)": "EQUAL: no election", **await cpu_window(rig, window, None)}
+        if problem:
+            row["not settled"] = problem
+        result.rows.append(row)
+        result.rows.append(put_row("sqlite", "the instance", *await put_latency(rig, 0, puts)))
+        return row["max instance CPU-s/s"]
+    finally:
+        rig.close()
+        for controller in rig.instances:
+            controller.stop()
+
+
+async def takeovers(rig: Rig, kills: int) -> tuple[dict[str, Any], list[float]]:
+    """SIGKILL a master ``kills`` times (the master of each switch in turn), restarting it each time.
+
+    Returns the row and the takeover times in seconds (one per switch the killed instance mastered)."""
+    window = rig.window()
+    loop = asyncio.get_running_loop()
+    samples: list[float] = []
+    resumed: list[float] = []
+    rejoin: list[float] = []
+    missing: list[str] = []
+    unsettled: list[str] = []
+    for k in range(kills):
+        target = rig.switches[k % SWITCHES]
+        victim = target.master()
+        if victim is None:
+            missing.append(f"kill {k + 1}: switch {target.dpid} had no master")
+            continue
+        held = [s for s in rig.switches if s.master() == victim]
+        killed_at = time.monotonic()
+        rig.instances[victim].proc.kill()
+        await loop.run_in_executor(None, rig.instances[victim].proc.wait)
+        deadline = killed_at + TAKEOVER_TIMEOUT
+        taken: dict[int, emu.RoleChange] = {}
+        while len(taken) < len(held) and time.monotonic() < deadline:
+            for switch in held:
+                change = next((c for c in switch.role_changes if c.time >= killed_at and c.role == emu.OFPCR_ROLE_MASTER
+                               and c.controller != victim), None)
+                if change is not None:
+                    taken[switch.dpid] = change
+            await asyncio.sleep(0.01)
+        for switch in held:
+            if switch.dpid in taken:
+                samples.append(taken[switch.dpid].time - killed_at)
+            else:
+                missing.append(f"kill {k + 1}: switch {switch.dpid} without a new master after {TAKEOVER_TIMEOUT:.0f} s")
+        restarted_at = time.monotonic()
+        await loop.run_in_executor(None, rig.instances[victim].start_again)
+        for switch in held:
+            change = taken.get(switch.dpid)
+            conn = switch.connections.get(change.controller) if change else None
+            if conn is not None and conn.first_packet_out_as_master is not None:
+                resumed.append(conn.first_packet_out_as_master - killed_at)
+        _, problem = await rig.settle()
+        rejoin.append(time.monotonic() - restarted_at)
+        if problem:
+            unsettled.append(f"after kill {k + 1}: {problem}")
+    now = time.monotonic()
+    max_gap = max([window.max_gap] + [now - p.last_rx for p in rig.partners if p.last_rx is not None])
+    p50, p99 = emu.percentile(samples, 50), emu.percentile(samples, 99)
+    row = {
+        "phase": "takeover", "store": "etcd", "instances": len(rig.instances), "kills": kills,
+        "takeovers": len(samples), "p50 ms": p50 and p50 * 1e3, "p99 ms": p99 and p99 * 1e3,
+        "max ms": max(samples) * 1e3 if samples else None,
+        "p50 first PDU ms": _ms(emu.percentile(resumed, 50)), "p99 first PDU ms": _ms(emu.percentile(resumed, 99)),
+        "p50 rejoin s": emu.percentile(rejoin, 50), "members up": f"{sum(p.up for p in rig.partners)}/{len(rig.partners)}",
+        "flapped": len(window.flapped), "max LACPDU gap s": max_gap,
+    }
+    if missing or unsettled:
+        row["first error"] = (missing + unsettled)[0]
+        row["errors"] = len(missing) + len(unsettled)
+    return row, samples
+
+
+async def profile_note(rig: Rig, seconds: float) -> str:
+    """A py-spy summary of the first instance over ``seconds`` (an extra window), with what it holds."""
+    controller = rig.instances[0]
+    held = sum(s.master() == 0 for s in rig.switches)
+    profile = emu.Profile(controller.proc.pid, seconds, LOG_DIR)
+    lines = await asyncio.get_running_loop().run_in_executor(None, profile.summary)
+    return (f"CPU goal missed: py-spy profile of {INSTANCE_IDS[0]} (master of {held} of {SWITCHES} switches, standby "
+            f"of the others) over an extra {seconds:.0f} s window with {len(rig.instances)} instances: "
+            + "; ".join(lines))
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e3
+
+
+async def cluster(result: common.Result, window: float, puts: int, kills: int,
+                  profile: bool) -> tuple[list[float], list[float]]:
+    """The etcd phases: CPU rows for 1, 2 and 3 instances, PUT rows, the takeover row; with ``profile``,
+    a py-spy summary of one of 3 instances in a note when the CPU goal is missed.
+
+    Returns the busiest instance's CPU-s/s at each size and the takeover times."""
+    etcd = EtcdCluster(3, election_ms=ETCD_ELECTION_MS)
+    loop = asyncio.get_running_loop()
+    rig: Rig | None = None
+    try:
+        await loop.run_in_executor(None, etcd.start)
+        fill_store(etcd.url)
+        rig = Rig()
+        busiest: list[float] = []
+        for instance_id in INSTANCE_IDS:
+            await rig.add_instance(lambda i=instance_id: emu.Controller.ryu_lag_store(LOG_DIR, etcd.url, i))
+            settled, problem = await rig.settle()
+            row = {"phase": "CPU", "store": "etcd", "instances": len(rig.instances), "settled s": settled,
+                   "masters (switches)": rig.masters_seen(), "masters (instances say)": await masters_reported(rig),
+                   **await cpu_window(rig, window, etcd)}
+            if problem:
+                row["not settled"] = problem
+            result.rows.append(row)
+            busiest.append(row["max instance CPU-s/s"])
+        if profile and 100 * busiest[-1] / busiest[0] > CPU_SHARE_LIMIT:
+            result.notes.append(await profile_note(rig, window))
+        master = rig.switches[0].master()
+        other = next(i for i in range(len(rig.instances)) if i != master) if master is not None else 1
+        for through, index in (("switch 1's master", master), ("another instance", other)):
+            if index is None:
+                result.rows.append(put_row("etcd", through, [], ["switch 1 has no master"]))
+            else:
+                result.rows.append(put_row("etcd", through, *await put_latency(rig, index, puts)))
+        await rig.settle()
+        row, samples = await takeovers(rig, kills)
+        result.rows.append(row)
+        result.notes.append("role misdeeds seen by the switches over the etcd phases: " + ", ".join(
+            f"{k} {common.fmt(v)}" for k, v in role_misdeeds(rig).items()))
+        return busiest, samples
+    finally:
+        if rig is not None:
+            rig.close()
+            for controller in rig.instances:
+                controller.stop()
+        etcd.close()
+
+
+def run(quick: bool = False) -> common.Result:
+    """Reference, then 1, 2 and 3 etcd instances, PUTs, then the kills."""
+    window, puts, kills = (5.0, 50, 5) if quick else (15.0, 200, 20)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    for log in LOG_DIR.glob("*.log"):
+        log.unlink()
+    result = common.Result("cluster")
+    started = time.monotonic()
+
+    async def both() -> tuple[float | None, list[float], list[float]]:
+        single_sqlite = await reference(result, window, puts)
+        busiest, samples = await cluster(result, window, puts, kills, profile=not quick)
+        return single_sqlite, busiest, samples
+
+    single_sqlite, busiest, samples = asyncio.run(both())
+    share = 100 * busiest[2] / busiest[0] if len(busiest) == 3 and busiest[0] else None
+    p99 = emu.percentile(samples, 99)
+    takeover = result.rows[-1]
+    result.goals += [
+        common.goal_at_most("3 instances: busiest instance's CPU against the single instance's", share,
+                            CPU_SHARE_LIMIT, "%"),
+        common.goal_at_most(f"takeover after SIGKILL of a master, p99 of {len(samples)}",
+                            p99 * 1e3 if p99 is not None and not takeover.get("errors") else None,
+                            TAKEOVER_LIMIT_MS, "ms"),
+        common.goal_at_most("members that left sync during the kills", float(takeover["flapped"]), 0, "members"),
+    ]
+    result.notes += [
+        (f"{SWITCHES} emulated switches x {MEMBERS_PER_SWITCH} fast-rate members (bonds of {BOND_SIZE}); each "
+         "switch has one OpenFlow connection to every instance and arbitrates roles as OpenFlow 1.3 says; the LACP "
+         "partners answer only the PACKET_OUTs the switch accepted"),
+        (f"CPU: seconds per second of each instance (the share of one core) over a {window:.0f} s window once the "
+         "masterships settled; single instance on SQLite: "
+         + (f"{single_sqlite:.3f}" if single_sqlite is not None else "-")
+         + "; instances are added one at a time to the same etcd cluster and switches"),
+        (f"takeover: from SIGKILL to the switch accepting ROLE_REQUEST MASTER from another instance, for each "
+         f"switch the killed instance mastered; first PDU: to the new master's first PACKET_OUT; rejoin: from the "
+         f"restart of the killed instance to settled masterships again; {kills} kills"),
+        (f"REST PUT: {puts} PUTs one at a time changing min_links of one bond, each on a keep-alive connection; "
+         "then every instance must show the last value"),
+        f"etcd: 3 members on loopback, --heartbeat-interval 100 --election-timeout {ETCD_ELECTION_MS}",
+        f"run time {time.monotonic() - started:.0f} s",
+    ]
+    return result
+
+
+def main() -> None:
+    common.bench_main(run, __doc__.splitlines()[0])
+
+
+if __name__ == "__main__":
+    main()
