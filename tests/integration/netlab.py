@@ -142,13 +142,6 @@ class Lab:
         args += ["--", "set", "bridge", br, "controller=[" + ",".join(f"@c{i}" for i in range(len(ports))) + "]"]
         sh(*args)
 
-    def controller_role(self, br: str, port: int) -> str:
-        """The role Open vSwitch records for ``br``'s connection to the controller on ``port``
-        (``master``, ``slave``, ``other`` for equal; empty when not connected)."""
-        rows = sh("ovs-vsctl", "--bare", "--columns=role,is_connected", "find", "controller",
-                  f'target="tcp:127.0.0.1:{port}"', check=False).split()
-        return rows[0] if len(rows) == 2 and rows[1] == "true" else ""
-
     def connected(self, br: str) -> bool:
         """Whether ``br`` has an OpenFlow connection to its controller."""
         return sh("ovs-vsctl", "get", "controller", br, "is_connected", check=False).strip() == "true"
