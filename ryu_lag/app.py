@@ -144,14 +144,14 @@ class LagApp(app_manager.RyuApp):
         self.instance_id = options.instance_id()
         try:
             url = options.store_url()
+            self.cluster: Cluster | None = None
+            parsed = parse_store_url(url)
+            if parsed.kind == "etcd":  # first: it checks the instance id
+                self.cluster = Cluster(parsed.endpoints, self.instance_id, options.advertise_url(),
+                                       send=self._send_control, act=self._take_over, stand_by=self._stand_by)
             self.store = TimedStore(open_store(url, fsync=CONF.lag_db_fsync), time.monotonic)
             self.service = LagService(self.store, mac_age=CONF.lag_mac_age, lacp_meter_pps=CONF.lag_lacp_meter_pps,
                                       learn_meter_pps=CONF.lag_learn_meter_pps, max_macs=CONF.lag_max_macs)
-            self.cluster: Cluster | None = None
-            parsed = parse_store_url(url)
-            if parsed.kind == "etcd":
-                self.cluster = Cluster(parsed.endpoints, self.instance_id, options.advertise_url(),
-                                       send=self._send_control, act=self._take_over, stand_by=self._stand_by)
         except (StoreUrlError, StoreError, ValueError) as exc:
             LOG.critical("ryu_lag cannot start: %s", exc)
             raise SystemExit(2) from exc
