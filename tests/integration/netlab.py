@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -495,15 +496,15 @@ class TcpRelay:
     def _opened(self, downstream: socket.socket, upstream: socket.socket) -> None:
         """Called (in the relay's thread) for each connection relayed; ``downstream`` is the dialling side."""
 
-    def _relayed(self, sock: socket.socket, data: bytes) -> None:
-        """Called (in the relay's thread) with each chunk read from ``sock``, once passed on to its peer."""
+    def _passing(self, sock: socket.socket, data: bytes) -> bytes:
+        """Called (in the relay's thread) with each chunk read from ``sock``: what to pass on to its peer."""
+        return data
 
     def _forward(self, sock: socket.socket) -> None:
         try:
             data = sock.recv(65536)
             if data:
-                self._peers[sock].sendall(data)
-                self._relayed(sock, data)
+                self._peers[sock].sendall(self._passing(sock, data))
                 return
         except OSError:
             pass
@@ -529,9 +530,9 @@ class TcpRelay:
 
 @dataclass(frozen=True)
 class OpenFlowMessage:
-    """One OpenFlow message an ``OpenFlowTap`` passed on."""
+    """One OpenFlow message an ``OpenFlowTap`` relayed (or withheld)."""
 
-    stamp: float  # epoch seconds the relay passed it on
+    stamp: float  # epoch seconds the tap read it whole
     from_switch: bool
     connection: int  # which relayed connection carried it (1 = the first the tap accepted)
     type: int
@@ -540,11 +541,17 @@ class OpenFlowMessage:
 
 
 class OpenFlowTap(TcpRelay):
-    """A ``TcpRelay`` between a switch and its controller that records every OpenFlow message it
-    passes on, in both directions, in ``messages`` (appended by the relay's thread)."""
+    """A ``TcpRelay`` between a switch and its controller that passes on whole OpenFlow messages
+    and records each one, in both directions: ``messages`` (appended by the relay's thread).
+
+    A message for which ``withhold`` (settable at any time) is true is not passed on; it goes
+    to ``withheld`` instead.
+    """
 
     def __init__(self, target: int, port: int | None = None) -> None:
         self.messages: list[OpenFlowMessage] = []
+        self.withheld: list[OpenFlowMessage] = []
+        self.withhold: Callable[[OpenFlowMessage], bool] | None = None
         self._streams: dict[socket.socket, tuple[bool, int, bytearray]] = {}
         super().__init__(target, port)
 
@@ -552,23 +559,30 @@ class OpenFlowTap(TcpRelay):
         self._streams[downstream] = (True, self.accepted, bytearray())
         self._streams[upstream] = (False, self.accepted, bytearray())
 
-    def _relayed(self, sock: socket.socket, data: bytes) -> None:
+    def _passing(self, sock: socket.socket, data: bytes) -> bytes:
         stream = self._streams.get(sock)
         if stream is None:
-            return
+            return data
         from_switch, connection, pending = stream
         pending += data
+        passed = bytearray()
         while len(pending) >= 8:
             length = int.from_bytes(pending[2:4], "big")
-            if length < 8:  # not OpenFlow: stop reading this stream (the relay still passes it on)
+            if length < 8:  # not OpenFlow: pass the rest on as it comes, unread
                 del self._streams[sock]
-                return
+                return bytes(passed + pending)
             if len(pending) < length:
                 break
             raw = bytes(pending[:length])
             del pending[:length]
-            self.messages.append(OpenFlowMessage(time.time(), from_switch, connection, raw[1],
-                                                 int.from_bytes(raw[4:8], "big"), raw))
+            message = OpenFlowMessage(time.time(), from_switch, connection, raw[1], int.from_bytes(raw[4:8], "big"), raw)
+            withhold = self.withhold
+            if withhold is not None and withhold(message):
+                self.withheld.append(message)
+            else:
+                self.messages.append(message)
+                passed += raw
+        return bytes(passed)
 
     def _drop(self, sock: socket.socket) -> None:
         peer = self._peers.get(sock)

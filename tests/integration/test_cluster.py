@@ -18,7 +18,9 @@ own, so the test can cut one instance off etcd while the other still reaches it.
 - The master cut off from etcd: the other instance is master within TAKEOVER_LIMIT, without
   traffic loss; every LACPDU the deposed master sent after the switch accepted the new master
   was refused (IS_SLAVE), and the LACPDUs on each member's wire after the takeover are only
-  the new master's (as many as it sent; at the single sender's fast rate).
+  the new master's (as many as it sent; at the single sender's fast rate). Twice: the
+  deposed master told by the switch's role status, and with that message held back by its
+  tap, so that it learns from the switch refusing what it sends.
 - Every etcd member stopped for ETCD_DOWN_SECONDS: the master keeps its role, the standby
   its own, the bond stays up and nothing is lost, and neither does etcd's return cost anything.
 
@@ -48,6 +50,7 @@ from tests.integration.netlab import (
     parse_lacp_show, wait_for,
 )
 from tests.integration.test_hitless import GAP_LIMIT_MS, LOST_LIMIT, Pings, group_ports, partner_fully_up
+from tests.integration.test_ovs_roles import ONF_EXPERIMENTER, ONFT_ROLE_STATUS
 
 DPID = 1
 DPID_TEXT = "0000000000000001"
@@ -302,11 +305,17 @@ def lacpdu_port(message: OpenFlowMessage) -> int | None:
     return None
 
 
-def refused(tap: OpenFlowTap) -> set[tuple[int, int]]:
-    """(connection, xid) of each request the switch refused with IS_SLAVE on this tap's connections."""
+def role_status(message: OpenFlowMessage) -> bool:
+    """The switch telling its controller that its role changed (Open vSwitch's ONF extension to OpenFlow 1.3)."""
+    return (message.from_switch and message.type == ofp.OFPT_EXPERIMENTER and len(message.raw) >= 16
+            and struct.unpack_from("!II", message.raw, 8) == (ONF_EXPERIMENTER, ONFT_ROLE_STATUS))
+
+
+def refused(tap: OpenFlowTap, after: float = 0.0) -> set[tuple[int, int]]:
+    """(connection, xid) of each request the switch refused with IS_SLAVE on this tap's connections after ``after``."""
     out = set()
     for message in list(tap.messages):
-        if message.from_switch and message.type == ofp.OFPT_ERROR and len(message.raw) >= 12:
+        if message.from_switch and message.type == ofp.OFPT_ERROR and len(message.raw) >= 12 and message.stamp > after:
             error_type, code = struct.unpack_from("!HH", message.raw, 8)
             if (error_type, code) == (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE):
                 out.add((message.connection, message.xid))
@@ -382,10 +391,15 @@ def test_losing_one_etcd_member_changes_nothing(cluster: Cluster, which: str):
     run.assert_no_loss()
 
 
-def test_master_cut_off_from_etcd_is_fenced(cluster: Cluster):
+@pytest.mark.parametrize("told", ["role-status", "is-slave"])
+def test_master_cut_off_from_etcd_is_fenced(cluster: Cluster, told: str):
+    """``told``: how the deposed master learns: the switch's role status, or (that message held
+    back by its tap) the switch refusing what it sends."""
     master, standby = heal(cluster)
     captures = [LacpduCapture(m.wire_switch_if) for m in cluster.members]
     stepdowns = master.status()["stepdowns"]
+    if told == "is-slave":
+        master.tap.withhold = role_status
     run = Run(cluster)
     try:
         time.sleep(WIRE_WINDOW)  # a window of the master's LACPDUs alone, to compare
@@ -401,6 +415,7 @@ def test_master_cut_off_from_etcd_is_fenced(cluster: Cluster):
         deposed_status = master.status()
     finally:
         run.stop()
+        master.tap.withhold = None
         for capture in captures:
             capture.stop()
         for relay in master.etcd_relays:
@@ -412,6 +427,7 @@ def test_master_cut_off_from_etcd_is_fenced(cluster: Cluster):
     late = lacpdus_sent(master.tap, accepted)
     passed = [f"{m.stamp - accepted:+.3f} s port {port} xid {m.xid}" for m, port in late
               if (m.connection, m.xid) not in deposed_refused]
+    refusals = refused(master.tap, accepted)
     # The wire: after the takeover each member carries the new master's LACPDUs only.
     start, end = accepted + WIRE_SKIP, accepted + WIRE_SKIP + WIRE_WINDOW
     new_refused = refused(standby.tap)
@@ -423,13 +439,16 @@ def test_master_cut_off_from_etcd_is_fenced(cluster: Cluster):
         sent = sum(1 for _, port in new_sent if port == member.ofport)
         before = len(capture.between(cut - WIRE_WINDOW, cut))
         wire[member.ofport] = (on_wire, sent, before)
-    print(f"{master.name} cut off etcd: {standby.name} master after {takeover:.2f} s (the switch accepted it after "
-          f"{accepted - cut:.2f} s); {master.name} slave after {stepped_down - cut:.2f} s, stepdowns {stepdowns} -> "
-          f"{deposed_status and deposed_status['stepdowns']}; the deposed master's LACPDUs after the switch accepted "
-          f"the new one: {len(late)}, refused {len(late) - len(passed)}; per member (wire in {WIRE_WINDOW:g} s after, "
+    print(f"{master.name} cut off etcd, told by {told}: {standby.name} master after {takeover:.2f} s (the switch "
+          f"accepted it after {accepted - cut:.2f} s); {master.name} slave after {stepped_down - cut:.2f} s, "
+          f"stepdowns {stepdowns} -> {deposed_status and deposed_status['stepdowns']}; role statuses held back "
+          f"{len(master.tap.withheld)}; the deposed master's requests refused after the takeover: {len(refusals)}, "
+          f"its LACPDUs after the takeover: {len(late)}, refused {len(late) - len(passed)}; per member (wire in {WIRE_WINDOW:g} s after, "
           f"sent by the new master, wire in {WIRE_WINDOW:g} s before the cut): {wire}; {run.figures()}")
     assert takeover <= TAKEOVER_LIMIT, f"{standby.name} master {takeover:.2f} s after the cut"
     assert not passed, f"LACPDUs of the deposed master not refused after the takeover: {passed}"
+    if told == "is-slave":  # the switch's refusal is what told it
+        assert master.tap.withheld and refusals, "the deposed master stepped down without an IS_SLAVE refusal"
     for port, (on_wire, sent, _) in wire.items():
         assert on_wire <= sent, (f"member {port}: {on_wire} LACPDUs on the wire, the new master sent {sent}: "
                                  f"another sender got through")
