@@ -13,7 +13,9 @@ accepted (from a MASTER or EQUAL connection). etcd is three real members on loop
    connection, no instance masters more than its fair share, no role change for a second,
    every member up, the controllers' backlogs worked off: ECHOs back within 50 ms), each
    instance's CPU (``/proc/PID/stat``, seconds per second) over a steady window. Goal: with 3
-   instances, none spends more than 40 % of what the single instance spent.
+   instances, none spends more than 40 % of what the single instance spent. The first
+   instance's CPU is also measured idle (connected to etcd, no switch yet): what an instance
+   costs whatever it serves.
 3. **REST writes**: PUTs of a bond changing ``min_links`` (1 <-> 2), one at a time, p50/p99:
    against the SQLite instance, and in the cluster through the switch's master and through
    another instance (then every instance must show the last value).
@@ -38,6 +40,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from benchmarks import common
@@ -60,6 +63,7 @@ TAKEOVER_TIMEOUT = 10.0
 QUIET = 1.0  # seconds without a role change before masterships count as settled
 SETTLED_ECHO = 0.05
 REDIAL = 0.2  # seconds between a switch's connection attempts to an instance
+IDLE_START = 1.0  # seconds an instance may finish starting before its idle CPU is measured
 LOG_DIR = common.ROOT / "benchmarks" / "results" / "cluster"
 
 
@@ -105,14 +109,23 @@ class Rig:
             partner.window = window
         return window
 
-    async def add_instance(self, start: Callable[[], emu.Controller]) -> emu.Controller:
-        """Start an instance (off the event loop: the partners keep sending) and have every switch dial it."""
+    async def add_instance(self, start: Callable[[], emu.Controller], idle: float = 0.0) -> float | None:
+        """Start an instance (off the event loop: the partners keep sending) and have every switch dial it.
+
+        With ``idle``, first measure its CPU seconds per second over ``idle`` seconds, before any switch
+        dials it (returned; None without)."""
         controller = await asyncio.get_running_loop().run_in_executor(None, start)
+        idle_cpu = None
+        if idle:
+            await asyncio.sleep(IDLE_START)
+            before, started = controller.cpu(), time.monotonic()
+            await asyncio.sleep(idle)
+            idle_cpu = (controller.cpu() - before) / (time.monotonic() - started)
         index = len(self.instances)
         self.instances.append(controller)
         for switch in self.switches:
             switch.dial(index, controller.of_port, REDIAL)
-        return controller
+        return idle_cpu
 
     def unsettled(self) -> str | None:
         """What keeps the masterships from being settled now, or None."""
@@ -160,6 +173,14 @@ class Rig:
                 return time.monotonic() - started, problem
             await asyncio.sleep(0.2)
 
+    def traffic(self) -> list[tuple[int, int]]:
+        """(PACKET_INs sent to, PACKET_OUTs accepted from) each instance so far, over its current connections."""
+        totals = []
+        for index in range(len(self.instances)):
+            conns = [s.connections[index] for s in self.switches if index in s.connections]
+            totals.append((sum(c.packet_ins_sent for c in conns), sum(c.counts["PACKET_OUT"] for c in conns)))
+        return totals
+
     def masters_seen(self) -> str:
         """Switches mastered per instance, as the switches see it: ``"2/2/2"``."""
         masters = collections.Counter(s.master() for s in self.switches)
@@ -197,24 +218,41 @@ async def masters_reported(rig: Rig) -> str:
     return "/".join(counts)
 
 
-async def cpu_window(rig: Rig, seconds: float, etcd: EtcdCluster | None) -> dict[str, Any]:
+@dataclass
+class CpuFigures:
+    """One steady window: each instance's CPU seconds per second and PACKET_OUTs per second the switches took."""
+
+    cpu: list[float]
+    packet_outs: list[float]
+
+    @property
+    def busiest(self) -> int:
+        return max(range(len(self.cpu)), key=self.cpu.__getitem__)
+
+
+async def cpu_window(rig: Rig, seconds: float, etcd: EtcdCluster | None) -> tuple[dict[str, Any], CpuFigures]:
     """Each instance's CPU seconds per second over a steady window, with the partners' view of LACP."""
     pids = [m.process.pid for m in etcd.members if m.process is not None] if etcd else []
     window = rig.window(seconds)
+    traffic_before = rig.traffic()
     before = [c.cpu() for c in rig.instances]
     etcd_before, own_before = sum(common.cpu_seconds(p) for p in pids), emu.own_cpu()
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - window.start
     cpu = [(c.cpu() - b) / elapsed for c, b in zip(rig.instances, before)]
+    traffic = [((i - i0) / elapsed, (o - o0) / elapsed) for (i, o), (i0, o0) in zip(rig.traffic(), traffic_before)]
     now = time.monotonic()
     max_gap = max([window.max_gap] + [now - p.last_rx if p.last_rx is not None else elapsed for p in rig.partners])
-    return {
+    row = {
         "instance CPU-s/s": "/".join(f"{v:.3f}" for v in cpu), "max instance CPU-s/s": max(cpu),
+        "PACKET_INs/s to each": "/".join(f"{i:.0f}" for i, _ in traffic),
+        "PACKET_OUTs/s from each": "/".join(f"{o:.0f}" for _, o in traffic),
         "members up": f"{sum(p.up for p in rig.partners)}/{len(rig.partners)}", "flapped": len(window.flapped),
         "max LACPDU gap s": max_gap,
         "etcd CPU-s/s": (sum(common.cpu_seconds(p) for p in pids) - etcd_before) / elapsed if pids else None,
         "emulator CPU-s/s": (emu.own_cpu() - own_before) / elapsed,
     }
+    return row, CpuFigures(cpu, [o for _, o in traffic])
 
 
 async def put_latency(rig: Rig, through: int, count: int) -> tuple[list[float], list[str]]:
@@ -258,14 +296,24 @@ def put_row(store: str, through: str, latencies: list[float], errors: list[str])
             "first error": errors[0] if errors else None}
 
 
-def role_misdeeds(rig: Rig) -> dict[str, Any]:
-    """Writes the switches refused from a SLAVE (and how long after it became one, at most) and writes
-    accepted from an EQUAL connection while another was MASTER, over every connection so far."""
-    refusals = [age for s in rig.switches for c in s.all_connections for _, age in c.slave_refusals]
-    return {"IS_SLAVE refusals": len(refusals), "latest refusal after s": max(refusals, default=None),
-            "writes as EQUAL beside a MASTER": sum(c.writes_as_equal_beside_master
-                                                   for s in rig.switches for c in s.all_connections),
-            "stale ROLE_REQUESTs": sum(s.stale_refusals for s in rig.switches)}
+IN_FLIGHT = 0.1  # seconds after a master became SLAVE during which its writes were sent before it knew
+
+
+def role_fencing(rig: Rig) -> str:
+    """What the switches refused, over every connection so far: writes from a SLAVE connection (those
+    more than IN_FLIGHT after it became one were sent by an instance that knew, or should have known,
+    it was not master), ROLE_REQUESTs with a stale generation, and writes accepted from an EQUAL
+    connection while another was MASTER (an instance acting before the election made it master)."""
+    conns = [c for s in rig.switches for c in s.all_connections]
+    refusals = [(name, age) for c in conns for name, age in c.slave_refusals]
+    late = [age for _, age in refusals if age > IN_FLIGHT]
+    kinds = collections.Counter(name for name, _ in refusals)
+    return (f"role fencing seen by the switches over the etcd phases: {len(refusals)} writes refused IS_SLAVE ("
+            + (", ".join(f"{n} {k}" for k, n in kinds.most_common()) or "none")
+            + f"; the latest {common.fmt(max((a for _, a in refusals), default=None))} s after the connection became "
+            f"SLAVE; {len(late)} later than {IN_FLIGHT} s), {sum(s.stale_refusals for s in rig.switches)} stale "
+            f"ROLE_REQUESTs refused, {sum(c.writes_as_equal_beside_master for c in conns)} writes from an EQUAL "
+            "connection while another was MASTER")
 
 
 async def reference(result: common.Result, window: float, puts: int) -> float | None:
@@ -278,8 +326,9 @@ async def reference(result: common.Result, window: float, puts: int) -> float | 
     try:
         await rig.add_instance(lambda: emu.Controller.ryu_lag_store(LOG_DIR, url))
         settled, problem = await rig.settle()
+        figures, _ = await cpu_window(rig, window, None)
         row = {"phase": "CPU", "store": "sqlite", "instances": 1, "settled s": settled,
-               "masters (switches)": "EQUAL: no election", **await cpu_window(rig, window, None)}
+               "masters (switches)": "EQUAL: no election", **figures}
         if problem:
             row["not settled"] = problem
         result.rows.append(row)
@@ -370,11 +419,11 @@ def _ms(seconds: float | None) -> float | None:
 
 
 async def cluster(result: common.Result, window: float, puts: int, kills: int,
-                  profile: bool) -> tuple[list[float], list[float]]:
+                  profile: bool) -> tuple[float | None, list[CpuFigures], list[float]]:
     """The etcd phases: CPU rows for 1, 2 and 3 instances, PUT rows, the takeover row; with ``profile``,
     a py-spy summary of one of 3 instances in a note when the CPU goal is missed.
 
-    Returns the busiest instance's CPU-s/s at each size and the takeover times."""
+    Returns the idle instance's CPU-s/s, the figures of each size's window and the takeover times."""
     etcd = EtcdCluster(3, election_ms=ETCD_ELECTION_MS)
     loop = asyncio.get_running_loop()
     rig: Rig | None = None
@@ -382,18 +431,23 @@ async def cluster(result: common.Result, window: float, puts: int, kills: int,
         await loop.run_in_executor(None, etcd.start)
         fill_store(etcd.url)
         rig = Rig()
-        busiest: list[float] = []
+        measured: list[CpuFigures] = []
+        idle_cpu = None
         for instance_id in INSTANCE_IDS:
-            await rig.add_instance(lambda i=instance_id: emu.Controller.ryu_lag_store(LOG_DIR, etcd.url, i))
+            idle = await rig.add_instance(lambda i=instance_id: emu.Controller.ryu_lag_store(LOG_DIR, etcd.url, i),
+                                          idle=0.0 if rig.instances else window)
+            idle_cpu = idle_cpu if idle is None else idle
             settled, problem = await rig.settle()
-            row = {"phase": "CPU", "store": "etcd", "instances": len(rig.instances), "settled s": settled,
-                   "masters (switches)": rig.masters_seen(), "masters (instances say)": await masters_reported(rig),
-                   **await cpu_window(rig, window, etcd)}
+            row = {"phase": "CPU", "store": "etcd", "instances": len(rig.instances), "idle CPU-s/s": idle,
+                   "settled s": settled,
+                   "masters (switches)": rig.masters_seen(), "masters (instances say)": await masters_reported(rig)}
+            figures, cpu = await cpu_window(rig, window, etcd)
+            row.update(figures)
             if problem:
                 row["not settled"] = problem
             result.rows.append(row)
-            busiest.append(row["max instance CPU-s/s"])
-        if profile and 100 * busiest[-1] / busiest[0] > CPU_SHARE_LIMIT:
+            measured.append(cpu)
+        if profile and 100 * max(measured[-1].cpu) / measured[0].cpu[0] > CPU_SHARE_LIMIT:
             result.notes.append(await profile_note(rig, window))
         master = rig.switches[0].master()
         other = next(i for i in range(len(rig.instances)) if i != master) if master is not None else 1
@@ -405,9 +459,8 @@ async def cluster(result: common.Result, window: float, puts: int, kills: int,
         await rig.settle()
         row, samples = await takeovers(rig, kills)
         result.rows.append(row)
-        result.notes.append("role misdeeds seen by the switches over the etcd phases: " + ", ".join(
-            f"{k} {common.fmt(v)}" for k, v in role_misdeeds(rig).items()))
-        return busiest, samples
+        result.notes.append(role_fencing(rig))
+        return idle_cpu, measured, samples
     finally:
         if rig is not None:
             rig.close()
@@ -425,13 +478,13 @@ def run(quick: bool = False) -> common.Result:
     result = common.Result("cluster")
     started = time.monotonic()
 
-    async def both() -> tuple[float | None, list[float], list[float]]:
+    async def both() -> tuple[float | None, float | None, list[CpuFigures], list[float]]:
         single_sqlite = await reference(result, window, puts)
-        busiest, samples = await cluster(result, window, puts, kills, profile=not quick)
-        return single_sqlite, busiest, samples
+        return single_sqlite, *await cluster(result, window, puts, kills, profile=not quick)
 
-    single_sqlite, busiest, samples = asyncio.run(both())
-    share = 100 * busiest[2] / busiest[0] if len(busiest) == 3 and busiest[0] else None
+    single_sqlite, idle, measured, samples = asyncio.run(both())
+    share = (100 * max(measured[2].cpu) / measured[0].cpu[0]
+             if len(measured) == 3 and measured[0].cpu[0] else None)
     p99 = emu.percentile(samples, 99)
     takeover = result.rows[-1]
     result.goals += [
@@ -442,6 +495,8 @@ def run(quick: bool = False) -> common.Result:
                             TAKEOVER_LIMIT_MS, "ms"),
         common.goal_at_most("members that left sync during the kills", float(takeover["flapped"]), 0, "members"),
     ]
+    if share is not None and idle is not None:
+        result.notes.append(cost_split(idle, measured[0], measured[2]))
     result.notes += [
         (f"{SWITCHES} emulated switches x {MEMBERS_PER_SWITCH} fast-rate members (bonds of {BOND_SIZE}); each "
          "switch has one OpenFlow connection to every instance and arbitrates roles as OpenFlow 1.3 says; the LACP "
@@ -459,6 +514,33 @@ def run(quick: bool = False) -> common.Result:
         f"run time {time.monotonic() - started:.0f} s",
     ]
     return result
+
+
+def cost_split(idle: float, single: CpuFigures, three: CpuFigures) -> str:
+    """Where an instance's CPU goes, from the idle instance and the 1- and 3-instance windows.
+
+    Every instance receives every LACPDU and runs every member's engine (standbys stay hot); only the
+    master sends. With ``cpu = idle + rest + send * packet_outs`` for the single instance and for the
+    busiest of three, the two unknowns follow, and ``idle + rest`` is the least any instance can spend
+    while it gets every packet-in, whatever it masters."""
+    busiest = three.busiest
+    c1, o1, c3, o3 = single.cpu[0], single.packet_outs[0], three.cpu[busiest], three.packet_outs[busiest]
+    if o1 <= o3 or not c1:
+        return "cost split: not computable (the busiest of 3 instances sent as many PACKET_OUTs as the single one)"
+    send = (c1 - c3) / (o1 - o3)
+    if send <= 0:
+        return (f"cost split: the busiest of 3 instances ({c3:.3f} CPU-s/s, {o3:.0f} PACKET_OUTs/s) spent as much as "
+                f"the single instance ({c1:.3f}, {o1:.0f} PACKET_OUTs/s): sending the PDUs costs less than this run's "
+                f"noise; idle instance {idle:.3f}; the rest, receiving every member's PACKET_INs and running its engine, "
+                "is what every instance does, master or standby")
+    receive = c1 - idle - send * o1
+    members = SWITCHES * MEMBERS_PER_SWITCH
+    return (f"cost split (estimated from the idle instance and the 1- and 3-instance windows): idle {idle:.3f} CPU-s/s; "
+            f"sending the PDUs {send * o1:.3f} for {o1:.0f} PACKET_OUTs/s ({send * 1e6:.0f} us each); the rest, "
+            f"receiving every member's PACKET_INs and running its engine, {receive:.3f} ({receive / members * 1e6:.0f} "
+            f"us per member a second), which every instance does, master or standby: idle + the rest = "
+            f"{100 * (idle + receive) / c1:.0f} % of the single instance is the least any instance spends with these "
+            "members, however many instances share them")
 
 
 def main() -> None:

@@ -120,6 +120,15 @@ def message(msg_type: int, body: bytes = b"", xid: int = 0) -> bytes:
     return HEADER.pack(OFP_VERSION, msg_type, HEADER.size + len(body), xid) + body
 
 
+def message_count(data: bytes) -> int:
+    """How many OpenFlow messages ``data`` holds (whole messages, back to back)."""
+    count = offset = 0
+    while offset + HEADER.size <= len(data):
+        offset += max(HEADER.size, (data[offset + 2] << 8) | data[offset + 3])
+        count += 1
+    return count
+
+
 def port_mac(dpid: int, port: int) -> bytes:
     """The emulated MAC of ``port`` on switch ``dpid`` (locally administered, unique per switch and port)."""
     return bytes([0x0E, (dpid >> 16) & 0xFF, (dpid >> 8) & 0xFF, dpid & 0xFF, (port >> 8) & 0xFF, port & 0xFF])
@@ -454,6 +463,7 @@ class RoleConnection(EmuSwitch):
         self.role_since = time.monotonic()
         self.async_config = DEFAULT_ASYNC
         self.first_packet_out_as_master: float | None = None
+        self.packet_ins_sent = 0
         self.writes_as_equal_beside_master = 0  # writes accepted as EQUAL while another connection was MASTER
         self.slave_refusals: list[tuple[str, float]] = []  # (message, seconds it had been SLAVE)
         self.closed = asyncio.Event()
@@ -546,8 +556,12 @@ class ClusterSwitch:
     # ---- asynchronous messages ---------------------------------------------------------
     def send(self, data: bytes) -> None:
         """Send PACKET_INs of reason ACTION (one or more messages) to every connection that takes them."""
+        count = 0
         for conn in self.connections.values():
             if conn.wants(0, OFPR_ACTION):
+                if not count:
+                    count = message_count(data)
+                conn.packet_ins_sent += count
                 conn.send(data)
 
     def send_port_status(self, port: int, reason: int) -> None:

@@ -125,6 +125,8 @@ def test_a_slave_gets_lacpdu_packet_ins_only_with_the_app_s_async_config():
     (packet_in,) = standby.received()
     assert isinstance(packet_in, parser.OFPPacketIn) and bytes(packet_in.data) == LACPDU
     assert len(master.received()) == 1
+    switch.send(emu.packet_in(1, LACPDU, emu.OFPR_ACTION) * 3)  # a batch of three
+    assert (master.conn.packet_ins_sent, standby.conn.packet_ins_sent) == (5, 4)
 
 
 def test_a_lost_connection_has_no_role():
