@@ -13,6 +13,8 @@ own, so the test can cut one instance off etcd while the other still reaches it.
   the partner negotiated with both members current at every 50 ms poll). SIGTERM (a planned
   stop, which revokes the lease) the same within PLANNED_TAKEOVER_LIMIT. The stopped instance
   is started again (same command line) and becomes the standby.
+- s1's connection to the master closed (its tap cut; the master still reaches etcd): the
+  master gives the switch up and the standby is master within TAKEOVER_LIMIT, without loss.
 - One etcd member killed (a follower, then the leader): nothing changes; same master, same
   roles at every poll, no takeover or stepdown counted, no traffic lost.
 - The master cut off from etcd: the other instance is master within TAKEOVER_LIMIT, without
@@ -364,6 +366,26 @@ def test_the_master_stopping_costs_no_traffic(cluster: Cluster, stop: str):
     assert accepted is not None and accepted - killed <= limit, f"the switch accepted it after {switch_s}"
     run.assert_no_loss()
     heal(cluster)  # the killed instance back, as a standby
+
+
+def test_the_master_losing_the_switch_costs_no_traffic(cluster: Cluster):
+    master, standby = heal(cluster)
+    run = Run(cluster)
+    try:
+        time.sleep(WARM_UP)
+        cut = time.time()
+        master.tap.cut()  # s1's connection to the master closes; the master still reaches etcd
+        promoted = wait_for(lambda: run.roles.first(standby.name, "master", cut), 10,
+                            f"{standby.name} master after s1 lost {master.name}", ROLE_POLL)
+        time.sleep(SETTLE_SECONDS)
+    finally:
+        run.stop()
+        master.tap.restore()
+    takeover = promoted - cut
+    print(f"s1 cut from {master.name}: {standby.name} master after {takeover:.2f} s; {run.figures()}")
+    assert takeover <= TAKEOVER_LIMIT, f"{standby.name} master {takeover:.2f} s after s1 lost {master.name}"
+    run.assert_no_loss()
+    heal(cluster)  # s1 connected to both again, the old master now the standby
 
 
 @pytest.mark.parametrize("which", ["follower", "leader"])
