@@ -14,8 +14,12 @@ accepted (from a MASTER or EQUAL connection). etcd is three real members on loop
    every member up, the controllers' backlogs worked off: ECHOs back within 50 ms), each
    instance's CPU (``/proc/PID/stat``, seconds per second) over a steady window. Goal: with 3
    instances, none spends more than 40 % of what the single instance spent. The first
-   instance's CPU is also measured idle (connected to etcd, no switch yet): what an instance
-   costs whatever it serves.
+   instance's CPU is also measured idle (no switch yet; the SQLite one's too): what an
+   instance costs whatever it serves. The switches count the PACKET_INs they send to each
+   instance and the PACKET_OUTs they take from it; from those and the idle figure a note
+   splits the single instance's CPU into sending and the rest (which standbys do too), and
+   when the goal is missed (not with ``--quick``) a py-spy profile of one of 3 instances
+   over an extra window says where the time goes.
 3. **REST writes**: PUTs of a bond changing ``min_links`` (1 <-> 2), one at a time, p50/p99:
    against the SQLite instance, and in the cluster through the switch's master and through
    another instance (then every instance must show the last value).
@@ -27,8 +31,10 @@ accepted (from a MASTER or EQUAL connection). etcd is three real members on loop
    partners must not notice: no member leaves sync, none goes 3 s without a LACPDU.
 
 Also reported: the masterships per instance as the switches see them and as each instance
-reports them (``GET /lag/cluster``), writes a SLAVE connection made (refused IS_SLAVE) and
-writes an EQUAL connection made while another was MASTER, the CPU of etcd and of the emulator.
+reports them (``GET /lag/cluster``); the switches' fencing: writes refused from a SLAVE
+connection (IS_SLAVE; by kind, and how long after the connection became SLAVE), stale
+ROLE_REQUESTs, writes an EQUAL connection made while another was MASTER; the CPU of etcd and
+of the emulator. About 4 minutes (``--quick``: 1.5).
 Instance logs are kept in ``benchmarks/results/cluster/``.
 """
 
@@ -291,9 +297,11 @@ async def put_latency(rig: Rig, through: int, count: int) -> tuple[list[float], 
 
 def put_row(store: str, through: str, latencies: list[float], errors: list[str]) -> dict[str, Any]:
     p50, p99 = emu.percentile(latencies, 50), emu.percentile(latencies, 99)
-    return {"phase": "REST PUT", "store": store, "through": through, "requests": len(latencies),
-            "p50 ms": p50 and p50 * 1e3, "p99 ms": p99 and p99 * 1e3, "errors": len(errors),
-            "first error": errors[0] if errors else None}
+    row = {"phase": "REST PUT", "store": store, "through": through, "requests": len(latencies),
+           "p50 ms": p50 and p50 * 1e3, "p99 ms": p99 and p99 * 1e3}
+    if errors:
+        row.update({"errors": len(errors), "first error": errors[0]})
+    return row
 
 
 IN_FLIGHT = 0.1  # seconds after a master became SLAVE during which its writes were sent before it knew
@@ -324,11 +332,11 @@ async def reference(result: common.Result, window: float, puts: int) -> float | 
     fill_store(url)
     rig = Rig(elected=False)
     try:
-        await rig.add_instance(lambda: emu.Controller.ryu_lag_store(LOG_DIR, url))
+        idle = await rig.add_instance(lambda: emu.Controller.ryu_lag_store(LOG_DIR, url), idle=window)
         settled, problem = await rig.settle()
         figures, _ = await cpu_window(rig, window, None)
-        row = {"phase": "CPU", "store": "sqlite", "instances": 1, "settled s": settled,
-               "masters (switches)": "EQUAL: no election", **figures}
+        row = {"phase": "CPU", "store": "sqlite", "instances": 1, "idle CPU-s/s": idle, "settled s": settled,
+               "masters (switches)": "EQUAL: no election", "masters (instances say)": None, **figures}
         if problem:
             row["not settled"] = problem
         result.rows.append(row)
