@@ -384,7 +384,11 @@ async def takeovers(rig: Rig, kills: int) -> tuple[dict[str, Any], list[float]]:
             else:
                 missing.append(f"kill {k + 1}: switch {switch.dpid} without a new master after {TAKEOVER_TIMEOUT:.0f} s")
         restarted_at = time.monotonic()
-        await loop.run_in_executor(None, rig.instances[victim].start_again)
+        try:
+            await loop.run_in_executor(None, rig.instances[victim].start_again)
+        except RuntimeError as exc:
+            missing.append(f"kill {k + 1}: {INSTANCE_IDS[victim]} did not start again: {exc}")
+            break
         for switch in held:
             change = taken.get(switch.dpid)
             conn = switch.connections.get(change.controller) if change else None
