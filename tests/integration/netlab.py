@@ -575,7 +575,8 @@ class OpenFlowTap(TcpRelay):
                 break
             raw = bytes(pending[:length])
             del pending[:length]
-            message = OpenFlowMessage(time.time(), from_switch, connection, raw[1], int.from_bytes(raw[4:8], "big"), raw)
+            xid = int.from_bytes(raw[4:8], "big")
+            message = OpenFlowMessage(time.time(), from_switch, connection, raw[1], xid, raw)
             withhold = self.withhold
             if withhold is not None and withhold(message):
                 self.withheld.append(message)

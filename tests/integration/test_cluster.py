@@ -34,12 +34,11 @@ from __future__ import annotations
 
 import signal
 import struct
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 import pytest
 import requests
 from ryu.ofproto import ofproto_v1_3 as ofp
@@ -81,7 +80,7 @@ class Instance:
     """One ryu-lag of the cluster; s1 reaches it through ``tap``, it reaches etcd through ``etcd_relays``."""
 
     name: str
-    proc: Any  # subprocess.Popen
+    proc: subprocess.Popen
     of_port: int
     api_port: int
     log: Path
@@ -209,7 +208,7 @@ def heal(c: Cluster) -> tuple[Instance, Instance]:
     return master, standby
 
 
-def takeovers_and_stepdowns(c: Cluster) -> dict[str, tuple[int, int]]:
+def takeovers_and_stepdowns(c: Cluster) -> dict[str, tuple[int | None, int | None]]:
     """Each instance's takeover and stepdown counters."""
     statuses = {i.name: i.status() or {} for i in c.instances}
     return {name: (status.get("takeovers"), status.get("stepdowns")) for name, status in statuses.items()}
@@ -254,9 +253,6 @@ class RoleWatch:
         """When ``instance`` first answered with ``role`` after ``after`` (epoch seconds)."""
         return next((s.stamp for s in list(self.samples)
                      if s.instance == instance and s.role == role and s.stamp > after), None)
-
-    def of(self, instance: str, start: float = 0.0, end: float = float("inf")) -> list[RoleSample]:
-        return [s for s in self.samples if s.instance == instance and start <= s.stamp < end]
 
 
 class Run:
@@ -343,7 +339,8 @@ def lacpdus_sent(tap: OpenFlowTap, start: float, end: float = float("inf")) -> l
 # ---- the cases -------------------------------------------------------------------------------
 @pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
 def test_the_master_stopping_costs_no_traffic(cluster: Cluster, stop: str):
-    sig, limit = {"sigkill": (signal.SIGKILL, TAKEOVER_LIMIT), "sigterm": (signal.SIGTERM, PLANNED_TAKEOVER_LIMIT)}[stop]
+    sig, limit = {"sigkill": (signal.SIGKILL, TAKEOVER_LIMIT),
+                  "sigterm": (signal.SIGTERM, PLANNED_TAKEOVER_LIMIT)}[stop]
     master, standby = heal(cluster)
     run = Run(cluster)
     try:
@@ -465,8 +462,9 @@ def test_master_cut_off_from_etcd_is_fenced(cluster: Cluster, told: str):
           f"accepted it after {accepted - cut:.2f} s); {master.name} slave after {stepped_down - cut:.2f} s, "
           f"stepdowns {stepdowns} -> {deposed_status and deposed_status['stepdowns']}; role statuses held back "
           f"{len(master.tap.withheld)}; the deposed master's requests refused after the takeover: {len(refusals)}, "
-          f"its LACPDUs after the takeover: {len(late)}, refused {len(late) - len(passed)}; per member (wire in {WIRE_WINDOW:g} s after, "
-          f"sent by the new master, wire in {WIRE_WINDOW:g} s before the cut): {wire}; {run.figures()}")
+          f"its LACPDUs after the takeover: {len(late)}, refused {len(late) - len(passed)}; per member (wire in "
+          f"{WIRE_WINDOW:g} s after, sent by the new master, wire in {WIRE_WINDOW:g} s before the cut): {wire}; "
+          f"{run.figures()}")
     assert takeover <= TAKEOVER_LIMIT, f"{standby.name} master {takeover:.2f} s after the cut"
     assert not passed, f"LACPDUs of the deposed master not refused after the takeover: {passed}"
     if told == "is-slave":  # the switch's refusal is what told it
