@@ -346,7 +346,8 @@ class LagApp(app_manager.RyuApp):
         """This instance, its store, and (in a cluster) the instances, masters and roles as it sees them."""
         store = {"url": self.store.url, "kind": parse_store_url(self.store.url).kind,
                  "healthy": self.store.error is None and (self.cluster is None or self.cluster.reachable),
-                 "error": self.store.error, "requests": self.store.requests,
+                 "error": self.store.error or (self.cluster.error if self.cluster is not None else None),
+                 "requests": self.store.requests,
                  "request_seconds": round(self.store.request_seconds, 6)}
         if self.cluster is not None:
             return {"instance": self.instance_id, "store": store, **self.cluster.status(self.service.is_master)}

@@ -44,6 +44,7 @@ class Cluster:
         self.roles = Roles(instance_id)
         self.view = ClusterView(0)
         self.reachable = False
+        self.error: str | None = None  # why the last step could not reach etcd
         self.connected_since: dict[int, float] = {}
         self._send, self._act, self._stand_by = send, act, stand_by
         self.last_step: float | None = None
@@ -70,6 +71,7 @@ class Cluster:
         self.step_seconds += time.monotonic() - now
         self.last_step = time.monotonic()
         self.reachable = result.reachable
+        self.error = None if result.reachable else f"etcd unreachable: {result.error}"
         if not result.reachable:
             return  # keep every role: with etcd down nobody else can be elected either
         self.view = result.view
@@ -96,6 +98,8 @@ class Cluster:
 
     def disconnected(self, dpid: int) -> None:
         self.connected_since.pop(dpid, None)
+        if self.roles.role(dpid) == Role.MASTER:
+            self.stepdowns += 1  # the connection went: the switch has another master, or none yet
         self.roles.disconnected(dpid)
 
     def role_reply(self, dpid: int, role: int, generation: int) -> None:

@@ -104,6 +104,8 @@ class StepResult:
     released: tuple[int, ...] = ()
     """Switches we gave up because we are no longer connected to them."""
     plan: Plan | None = None
+    error: str = ""
+    """Why no member answered (``reachable`` false)."""
 
 
 class Election:
@@ -172,7 +174,7 @@ class Election:
                     won[dpid] = masters[dpid] = master
         except EtcdUnavailable as exc:
             LOG.warning("election: %s", exc)
-            return StepResult(False, self._view)
+            return StepResult(False, self._view, error=str(exc))
         except LeaseExpired:  # between our renewal and a write: the next step takes a new lease
             LOG.warning(_LEASE_GONE, self.instance_id)
             self._lease = None

@@ -501,5 +501,7 @@ def test_etcd_wholly_down_keeps_the_bond_up(cluster: Cluster):
           f"{(during or {}).get('store')}, election {(during or {}).get('election')}; after etcd's return "
           f"master {after[0].name if after else None}; {run.figures()}")
     assert not changes, f"roles changed while etcd was down: {changes[:5]}"
+    assert during is not None and during["store"]["healthy"] is False, during
+    assert "etcd unreachable" in (during["store"]["error"] or ""), during["store"]  # says why
     run.assert_no_loss()
     heal(cluster)
