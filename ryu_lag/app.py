@@ -130,6 +130,7 @@ class _Handshake:
     bodies: dict[str, list[Any]] = field(default_factory=lambda: {"flows": [], "groups": [], "meters": []})
     readable: bool = True  # false once a read was refused: then nothing that was read counts
     taking_over: bool = False  # read to take the switch over as its new master (it is connected already)
+    sessions: dict[str, Any] = field(default_factory=dict)  # taking over: the saved LACP sessions by bond name
 
 
 class LagApp(app_manager.RyuApp):
@@ -320,14 +321,25 @@ class LagApp(app_manager.RyuApp):
             outbox.put_messages(msgs)
 
     def _take_over(self, dpid: int) -> None:
-        """The switch accepted us as master: read what the old master left, then act for it."""
+        """The switch accepted us as master: read the sessions the old master saved (in a green
+        thread of its own: etcd may be slow) and what the switch has, then act for it."""
         datapath = self.datapaths.get(dpid)
         runtime = self.service.switches.get(dpid)
         if datapath is None or runtime is None:
             return
         handshake = self._handshakes[dpid] = _Handshake(datapath, taking_over=True)
-        self._read_tables(handshake, runtime.meters)
-        hub.spawn(self._handshake_timeout, handshake)
+        hub.spawn(self._read_for_take_over, handshake, runtime.meters)
+
+    def _read_for_take_over(self, handshake: _Handshake, meters: bool) -> None:
+        dpid = handshake.datapath.id
+        try:
+            handshake.sessions = {name: data for (d, name), data in self.store.load_sessions().items() if d == dpid}
+        except StoreError as exc:
+            LOG.warning("switch %016x: the saved LACP sessions cannot be read (%s): its members negotiate afresh",
+                        dpid, exc)
+        if self._handshakes.get(dpid) is handshake:
+            self._read_tables(handshake, meters)
+            self._handshake_timeout(handshake)
 
     def _stand_by(self, dpid: int) -> None:
         """Another instance is the switch's master: stop acting for it (the engines run on)."""
@@ -587,7 +599,7 @@ class LagApp(app_manager.RyuApp):
         LOG.info("switch %016x: taking over as master, %s", datapath.id,
                  f"resuming over {len(observed.flows)} flows of ours" if observed is not None
                  else "its tables unreadable: pipeline set up from scratch")
-        self.execute(self.service.take_over(datapath.id, observed, time.monotonic()))
+        self.execute(self.service.take_over(datapath.id, observed, handshake.sessions, time.monotonic()))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     @_guarded

@@ -17,12 +17,14 @@ Rules it keeps for hitless operation:
   A removed member is *leaving*: out of the group at once, its frames dropped, until
   the partner shows it has let go (or ``LEAVE_TIMEOUT``); then it is a plain port.
 
-In a cluster every instance runs this for every switch it is connected to, but only the
-switch's master acts: a *standby* switch's engines follow its LACPDUs and port changes,
-and what they would send is dropped (:meth:`LagService.is_master`; the shell asks before
-sending). Configuration changes made through other instances arrive from the store
-(:meth:`LagService.apply_changes`); every write names the switch revision it was based
-on, so a concurrent change through another instance makes it fail, never get lost.
+In a cluster every instance is connected to every switch, but only the switch's master
+runs its bonds: for a *standby* switch the service keeps the ports and nothing else, and
+sends nothing (:meth:`LagService.is_master`; the shell asks before sending). The master
+saves every LACP session change in the shared store; taking over resumes from those
+sessions exactly as a restart does (:meth:`LagService.take_over`). Configuration changes
+made through other instances arrive from the store (:meth:`LagService.apply_changes`);
+every write names the switch revision it was based on, so a concurrent change through
+another instance makes it fail, never get lost.
 """
 
 from __future__ import annotations
@@ -310,8 +312,8 @@ class LagService:
         bond = runtime.bonds.get(config.name) if runtime is not None else None
         if old is not None and (old.key, old.system) != (config.key, config.system):
             self.saved.pop((config.dpid, config.name), None)  # a new aggregator to the partner: no session carries over
-        if runtime is None:
-            return effects  # applied when the switch connects
+        if runtime is None or not runtime.master:
+            return effects  # applied when the switch connects, or when we take it over
         if bond is not None and old is not None and (old.key, old.system) == (config.key, config.system):
             self._reconfigure(runtime, bond, config, now, effects)
         else:
@@ -402,19 +404,12 @@ class LagService:
 
         ``observed`` is what the switch reported (our flows, its groups and meters); None when
         it could not be read, which makes this a cold start of our pipeline. Not ``master``:
-        a standby, whose engines run and whose effects the shell does not send.
+        a standby, which only keeps the ports until :meth:`take_over`.
         """
         physical = {p.port: p for p in ports}
-        runtime = SwitchRuntime(
-            dpid=dpid,
-            ports=physical,
-            system=local_mac or system_id_from_dpid(dpid),
-            switch=LagSwitch(mac_age=self.mac_age, lacp_meter_pps=self.lacp_meter_pps,
-                             learn_meter_pps=self.learn_meter_pps, max_macs=self.max_macs),
-            master=master,
-            meters=meters,
-        )
-        self.switches[dpid] = runtime
+        runtime = self._runtime(dpid, physical, local_mac or system_id_from_dpid(dpid), meters, master)
+        if not master:
+            return Effects()
         resumed: list[tuple[BondRuntime, Update]] = []
         wanted: list[Bond] = []
         for config in self.bond_configs(dpid):
@@ -457,27 +452,30 @@ class LagService:
         return runtime is not None and runtime.master
 
     def step_down(self, dpid: int) -> None:
-        """Another instance is the switch's master now: keep its engines running, send nothing."""
+        """Another instance is the switch's master now: stop running its bonds (its last
+        sessions are in the store already), keep the ports."""
         runtime = self.switches.get(dpid)
-        if runtime is not None:
-            runtime.master = False
+        if runtime is not None and runtime.master:
             self._unsaved.difference_update((dpid, name) for name in runtime.bonds)
+            self._runtime(dpid, runtime.ports, runtime.system, runtime.meters, master=False)
 
-    def take_over(self, dpid: int, observed: ObservedSwitch | None, now: float) -> Effects:
+    def take_over(self, dpid: int, observed: ObservedSwitch | None, sessions: dict[str, Any], now: float) -> Effects:
         """Become the master of a standby switch that the switch has accepted us for.
 
-        The engines kept up as a standby carry on (their sessions resume, each member's
-        LACPDU goes out at once), and the switch's pipeline, as the old master left it
-        (``observed``, read just now), is reconciled with ours: learned MACs come back
-        from its flows, and what matches sees no message.
+        ``sessions``: the switch's bonds' LACP sessions by bond name, as the store has them
+        (the old master saved each change); each member resumes from its session with a
+        LACPDU at once. The pipeline as the old master left it (``observed``, read just now) is
+        reconciled with ours: learned MACs come back from its flows, what matches sees no message.
         """
         runtime = self.switches.get(dpid)
         if runtime is None:
             return Effects()
-        for name, bond in runtime.bonds.items():
-            self.saved[(dpid, name)] = SavedBond(bond.group_id, bond.engine.sessions())
-        local_mac = runtime.system
-        return self.switch_connected(dpid, list(runtime.ports.values()), local_mac, runtime.meters, now,
+        for name, data in sessions.items():
+            try:
+                self.saved[(dpid, name)] = SavedBond.from_dict(data)
+            except (ValueError, TypeError, KeyError):
+                self.saved.pop((dpid, name), None)  # that bond negotiates afresh
+        return self.switch_connected(dpid, list(runtime.ports.values()), runtime.system, runtime.meters, now,
                                      observed=observed, master=True)
 
     def port_changed(self, dpid: int, port: PortDesc, now: float) -> Effects:
@@ -587,6 +585,17 @@ class LagService:
         )
 
     # ---- internals ---------------------------------------------------------
+    def _runtime(self, dpid: int, ports: dict[int, PortDesc], system: str, meters: bool, master: bool) -> SwitchRuntime:
+        """A connected switch's runtime, without bonds yet, in place of any earlier one (whose timers lapse)."""
+        runtime = SwitchRuntime(
+            dpid=dpid, ports=ports, system=system,
+            switch=LagSwitch(mac_age=self.mac_age, lacp_meter_pps=self.lacp_meter_pps,
+                             learn_meter_pps=self.learn_meter_pps, max_macs=self.max_macs),
+            master=master, meters=meters,
+        )
+        self.switches[dpid] = runtime
+        return runtime
+
     def _new_bond(self, runtime: SwitchRuntime, config: BondConfig, group_id: int | None) -> BondRuntime:
         """A bond's runtime with its saved group id when that is free, else the smallest free one."""
         used = {b.group_id for b in runtime.bonds.values()}

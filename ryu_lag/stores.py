@@ -232,6 +232,9 @@ class TimedStore:
         rows = list(rows)
         self._timed(lambda: self.store.put_sessions(rows))
 
+    def load_sessions(self) -> dict[SessionKey, dict[str, Any]]:
+        return self._timed(self.store.load_sessions)
+
     def poll_changes(self, timeout: float = 0.0) -> list[BondChange]:
         return self.store.poll_changes(timeout)
 

@@ -1,8 +1,9 @@
 """What Open vSwitch does with the role and async messages the controller cluster relies on.
 
 Two controller connections to one real bridge, spoken to with ``ofp_wire`` bytes and read
-with Ryu's parser: a slave with ``mastership.ASYNC_CONFIG`` still gets LACPDU packet-ins and
-port status (without it, no packet-ins); generation ids fence a deposed master (its old
+with Ryu's parser: a slave with ``mastership.ASYNC_CONFIG`` gets port status and no
+packet-ins, while the master gets both (a slave mask with ACTION would bring it the LACPDU
+punts: the switch keeps the masks per connection); generation ids fence a deposed master (its old
 MASTER and SLAVE requests are refused as stale, its writes with IS_SLAVE); the deposed
 master is told at once with an ONF role-status message; a SLAVE request carrying the
 master's own generation is accepted (what ``mastership.role_request`` sends).
@@ -134,7 +135,7 @@ def assert_is_slave(msg: Any) -> None:
     assert (msg.type, msg.code) == (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE), msg
 
 
-def test_a_slave_with_our_async_config_stays_hot(channels: tuple[str, Channel, Channel]) -> None:
+def test_a_slave_with_our_async_config_gets_port_status_only(channels: tuple[str, Channel, Channel]) -> None:
     br, master, standby = channels
     for channel in (master, standby):
         channel.send(mastership.ASYNC_CONFIG)
@@ -148,21 +149,28 @@ def test_a_slave_with_our_async_config_stays_hot(channels: tuple[str, Channel, C
     assert (tuple(reply.packet_in_mask), tuple(reply.port_status_mask), tuple(reply.flow_removed_mask)) == (
         config.packet_in_mask, config.port_status_mask, config.flow_removed_mask)
     punt_lacpdu(br)
-    for channel in (master, standby):
-        packet_in = channel.expect(parser.OFPPacketIn)
-        assert packet_in.reason == ofp.OFPR_ACTION and bytes(packet_in.data) == LACPDU
+    packet_in = master.expect(parser.OFPPacketIn)
+    assert packet_in.reason == ofp.OFPR_ACTION and bytes(packet_in.data) == LACPDU
+    standby.quiet()
     sh("ovs-vsctl", "add-port", br, br + "p", "--", "set", "interface", br + "p", "type=internal")
     for channel in (master, standby):
         assert isinstance(channel.expect(parser.OFPPortStatus), parser.OFPPortStatus)
 
 
-def test_a_slave_without_it_gets_no_packet_ins(channels: tuple[str, Channel, Channel]) -> None:
+def test_the_masks_are_per_connection(channels: tuple[str, Channel, Channel]) -> None:
     br, master, standby = channels
     assert master.role(of.Role.MASTER, 10).role == ofp.OFPCR_ROLE_MASTER
     assert standby.role(of.Role.SLAVE, 10).role == ofp.OFPCR_ROLE_SLAVE
     punt_lacpdu(br)
     assert isinstance(master.expect(parser.OFPPacketIn), parser.OFPPacketIn)
-    standby.quiet()
+    standby.quiet()  # a slave's default: no packet-ins
+    config = mastership.ASYNC_CONFIG
+    standby.send(of.SetAsync((config.packet_in_mask[0], 1 << ofp.OFPR_ACTION), config.port_status_mask,
+                             config.flow_removed_mask))
+    punt_lacpdu(br)
+    for channel in (master, standby):
+        packet_in = channel.expect(parser.OFPPacketIn)
+        assert packet_in.reason == ofp.OFPR_ACTION and bytes(packet_in.data) == LACPDU
 
 
 def test_generations_fence_a_deposed_master(channels: tuple[str, Channel, Channel]) -> None:

@@ -70,11 +70,11 @@ def test_reasons_mask_sets_one_bit_per_reason() -> None:
     assert of.reasons_mask(of.PortReason) == (1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY)
 
 
-def test_standby_async_config_keeps_slaves_hot() -> None:
-    """A slave gets LACPDU punts (output to the controller: reason ACTION) and every port status,
-    and no flow removals; the master gets what OpenFlow 1.3 gives a master by default."""
+def test_standby_async_config_asks_port_status_only_for_slaves() -> None:
+    """A slave gets every port status, and no packet-ins and no flow removals; the master gets
+    what OpenFlow 1.3 gives a master by default."""
     config = mastership.ASYNC_CONFIG
-    assert config.packet_in_mask == (1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION, 1 << ofp.OFPR_ACTION)
+    assert config.packet_in_mask == (1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION, 0)
     all_ports = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
     assert config.port_status_mask == (all_ports, all_ports)
     all_removals = (1 << ofp.OFPRR_IDLE_TIMEOUT | 1 << ofp.OFPRR_HARD_TIMEOUT | 1 << ofp.OFPRR_DELETE
