@@ -13,8 +13,9 @@ process exits within ``STOP_DEADLINE`` seconds whatever else is going on.
 
 With ``--lag-store etcd://...`` the instance is one of a cluster (``ryu_lag.cluster``):
 it is connected to every switch and acts only for those it is master of; for the
-others it runs the engines on their LACPDUs and sends nothing but role requests, and
-takes over (reads the switch, resumes) the moment the switch accepts it as master.
+others it keeps the ports, sends nothing but role requests, and takes over (reads the
+sessions the master saved and the switch's tables, resumes) the moment the switch
+accepts it as master.
 Every instance follows the store's changes, whichever instance made them.
 
 Two rules keep LACP timely under load:
@@ -342,7 +343,7 @@ class LagApp(app_manager.RyuApp):
             self._handshake_timeout(handshake)
 
     def _stand_by(self, dpid: int) -> None:
-        """Another instance is the switch's master: stop acting for it (the engines run on)."""
+        """Another instance is the switch's master: stop acting for it (its bonds stop; the ports are kept)."""
         handshake = self._handshakes.get(dpid)
         if handshake is not None and handshake.taking_over:
             del self._handshakes[dpid]
