@@ -505,3 +505,31 @@ def test_etcd_wholly_down_keeps_the_bond_up(cluster: Cluster):
     assert "etcd unreachable" in (during["store"]["error"] or ""), during["store"]  # says why
     run.assert_no_loss()
     heal(cluster)
+
+
+def test_a_change_through_the_standby_is_applied_by_the_master(cluster: Cluster):
+    """A PUT through the standby is stored in etcd; the master applies it (its next LACPDUs carry the
+    new port priority, which the partner records); both instances show it; no traffic is lost."""
+    master, standby = heal(cluster)
+    url = f"http://127.0.0.1:{{}}/lag/{DPID_TEXT}/bond0"
+    run = Run(cluster)
+    try:
+        reply = requests.put(url.format(standby.api_port), json={**BOND0, "port_priority": 4096}, timeout=5)
+        assert reply.status_code == 200, reply.text
+        def recorded() -> dict | None:
+            show = parse_lacp_show(lacp_show(cluster.bond))
+            members = show["members"].values()
+            return show if members and all(m.get("partner_port_priority") == "4096" for m in members) else None
+
+        show = wait_for(recorded, 5, "the partner recording port priority 4096 from the master's LACPDUs")
+        assert partner_fully_up(show)
+        for instance in (master, standby):
+            config = requests.get(url.format(instance.api_port), timeout=2).json()["config"]
+            assert config["port_priority"] == 4096, (instance.name, config)
+        assert switch_entry(master.status())["role"] == "master"  # the master did it, still master
+        time.sleep(SETTLE_SECONDS)
+    finally:
+        run.stop()
+        requests.put(url.format(master.api_port), json=BOND0, timeout=5)
+    print(f"PUT through {standby.name}, applied by {master.name}; {run.figures()}")
+    run.assert_no_loss()
