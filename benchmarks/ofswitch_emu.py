@@ -39,6 +39,7 @@ from typing import Self
 from benchmarks import common
 from ryu_lag.config import BondConfig
 from ryu_lag.store import BondStore
+from ryu_lag.stores import sqlite_url
 
 OFP_VERSION = 4
 OFP_NO_BUFFER = 0xFFFFFFFF
@@ -701,19 +702,7 @@ class Controller:
         for suffix in ("", "-wal", "-shm"):
             pathlib.Path(f"{db}{suffix}").unlink(missing_ok=True)
         store_bonds(db, bonds)
-        of_port, api_port = free_port(), free_port()
-        log = workdir / "ryu_lag.log"
-        args = [str(common.VENV_BIN / "ryu-lag"), "--ofp-tcp-listen-port", str(of_port),
-                "--wsapi-port", str(api_port), "--lag-db", str(db), *extra_args]
-        with log.open("a") as out:
-            proc = subprocess.Popen(args, cwd=common.ROOT, stdout=out, stderr=subprocess.STDOUT)
-        controller = cls("ryu_lag", proc, of_port, log, api_port)
-        try:
-            controller._wait_listening(30.0)
-        except Exception:
-            controller.stop()
-            raise
-        return controller
+        return cls.ryu_lag_store(workdir, sqlite_url(str(db)), extra_args=extra_args)
 
     @classmethod
     def ryu_lag_store(cls, workdir: pathlib.Path, store_url: str, instance_id: str | None = None,
