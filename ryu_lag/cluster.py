@@ -12,14 +12,13 @@ master, our lease lost). When etcd does not answer, the roles stay as they are.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ryu.lib import hub
-
 from ryu_lag.config import format_dpid
-from ryu_lag.election import STEP_INTERVAL, ClusterView, Election
+from ryu_lag.election import STEP_INTERVAL, ClusterView, Election, MasterWatch
 from ryu_lag.mastership import ASYNC_CONFIG, Roles
 from ryu_lag.openflow import ControlMessage, Role
 
@@ -40,6 +39,8 @@ class Cluster:
                  send: Callable[[int, list[ControlMessage]], None], act: Callable[[int], None],
                  stand_by: Callable[[int], None]) -> None:
         self.election = Election(endpoints, instance_id, url)
+        self._changed = threading.Event()  # a master key changed: step now
+        self.watch = MasterWatch(endpoints, self._changed.set)
         self.instance_id = instance_id
         self.roles = Roles(instance_id)
         self.view = ClusterView(0)
@@ -56,14 +57,17 @@ class Cluster:
 
     # ---- the loop --------------------------------------------------------------------
     def run(self) -> None:
-        """Step the election every STEP_INTERVAL until ``close``."""
+        """Step the election every STEP_INTERVAL, and at once when a master key changes, until ``close``."""
+        self.watch.start()
         while self.running:
             started = time.monotonic()
+            self._changed.clear()
             try:
                 self.step(started)
             except Exception:  # noqa: BLE001 - the election must outlive any one failure
                 LOG.exception("election step failed")
-            hub.sleep(max(0.0, STEP_INTERVAL - (time.monotonic() - started)))
+            self._changed.wait(max(0.0, STEP_INTERVAL - (time.monotonic() - started)))
+        self.watch.stop()
 
     def step(self, now: float) -> None:
         result = self.election.step(now, dict(self.connected_since))
@@ -87,6 +91,7 @@ class Cluster:
     def close(self) -> None:
         """A planned stop: end the loop and revoke our lease, so the others take over at once."""
         self.running = False
+        self.watch.stop()
         self.election.close()
 
     # ---- switch events (from the app) ------------------------------------------------------

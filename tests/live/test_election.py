@@ -13,7 +13,16 @@ import requests
 
 from tests import etcdlab
 from ryu_lag import election as election_module
-from ryu_lag.election import LEASE_TTL, MASTERS, STEP_INTERVAL, Election, EtcdUnavailable, LeaseExpired
+from ryu_lag.election import (
+    INSTANCES,
+    LEASE_TTL,
+    MASTERS,
+    STEP_INTERVAL,
+    Election,
+    EtcdUnavailable,
+    LeaseExpired,
+    MasterWatch,
+)
 from ryu_lag.mastership import HANDOVER_WARM_UP, Instance, Master
 
 pytestmark = pytest.mark.skipif(etcdlab.etcd_binary() is None, reason="etcd is not installed (scripts/setup.sh)")
@@ -306,3 +315,30 @@ def test_losing_one_etcd_member_changes_no_master() -> None:
             assert unreachable <= 4  # at most the steps during the new leader's election
             for each in pair:
                 each.close()
+
+
+def test_the_master_watch_wakes_the_loop_when_a_master_key_changes(
+        etcd: etcdlab.EtcdCluster, elections: list[Election], endpoints: list[tuple[str, int]]) -> None:
+    woken: list[float] = []
+    watch = MasterWatch(endpoints, lambda: woken.append(time.monotonic()))
+    watch.start()
+    try:
+        time.sleep(0.5)  # the stream is up
+        a = make(elections, endpoints, "a")
+        a.step(time.monotonic(), {7: 0.0})  # claims switch 7
+        claimed = time.monotonic()
+        deadline = claimed + 2.0
+        while not woken and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert woken and woken[0] - claimed < 0.5, woken
+        woken.clear()
+        put_raw(etcd, INSTANCES + "zz", "not ours")  # another prefix: no wake
+        time.sleep(0.3)
+        assert woken == []
+        a.close()  # the lease revoked: the master key goes with it
+        revoked = time.monotonic()
+        while not woken and time.monotonic() < revoked + 2.0:
+            time.sleep(0.01)
+        assert woken and woken[0] - revoked < 0.5, woken
+    finally:
+        watch.stop()
