@@ -12,13 +12,15 @@ from ryu_lag.bfd import BondBfd, diag_name
 from ryu_lag.config import BondConfig, format_dpid
 from ryu_lag.lacp import Member, PortInfo
 from ryu_lag.lacp.bond import GATE_CLOSED
+from ryu_lag.mastership import PROMOTING, ROLE_NAMES
+from ryu_lag.openflow import Role
 from ryu_lag.service import BondRuntime, LagService
 from ryu_lag.switching import bond_group, is_bond
 
 NOT_CONNECTED = "switch not connected"
-ROLE_MASTER = "master"
-ROLE_EQUAL = "equal"  # OpenFlow's default role: a single instance (no election) keeps it and acts as master
-ROLES = (ROLE_MASTER, "slave", ROLE_EQUAL, "promoting")
+ROLE_MASTER = ROLE_NAMES[Role.MASTER]
+ROLE_EQUAL = ROLE_NAMES[Role.EQUAL]  # a single instance (no election) keeps it and acts as master
+ROLES = (*ROLE_NAMES.values(), PROMOTING)
 """This instance's OpenFlow role on a switch, as ``app.cluster_status()`` names it."""
 
 

@@ -62,6 +62,7 @@ from ryu_lag import options
 from ryu_lag.bfd import is_bfd_frame
 from ryu_lag.cluster import Cluster
 from ryu_lag.config import BondConfig, format_dpid
+from ryu_lag.mastership import ROLE_NAMES
 from ryu_lag.ofp_read import flows_from_stats, groups_from_desc, meters_from_config
 from ryu_lag.ofp_ryu import Outbox, port_up
 from ryu_lag.openflow import OFPP_LOCAL, ControlMessage, ObservedSwitch, Role, Table
@@ -230,8 +231,6 @@ class LagApp(app_manager.RyuApp):
         for error in effects.errors:
             LOG.error("%s", error)
         for event in effects.member_events:
-            if event.dpid in self.service.switches and not self.service.is_master(event.dpid):
-                continue
             LOG.info(
                 "switch %016x port %d %s distributing", event.dpid, event.port, "started" if event.enabled else "stopped"
             )
@@ -369,7 +368,8 @@ class LagApp(app_manager.RyuApp):
             "instance": self.instance_id, "store": store, "election": None,
             "instances": [{"id": self.instance_id, "url": options.advertise_url(), "switches": connected,
                            "masters": connected}],
-            "switches": [{"dpid": d, "master": self.instance_id, "generation": None, "role": "equal"} for d in connected],
+            "switches": [{"dpid": d, "master": self.instance_id, "generation": None, "role": ROLE_NAMES[Role.EQUAL]}
+                         for d in connected],
             "takeovers": 0, "stepdowns": 0,
         }
 

@@ -19,13 +19,10 @@ from typing import Any
 
 from ryu_lag.config import format_dpid
 from ryu_lag.election import STEP_INTERVAL, ClusterView, Election, MasterWatch
-from ryu_lag.mastership import ASYNC_CONFIG, Roles
+from ryu_lag.mastership import ASYNC_CONFIG, PROMOTING, ROLE_NAMES, Roles
 from ryu_lag.openflow import ControlMessage, Role
 
 LOG = logging.getLogger("ryu_lag.cluster")
-
-ROLE_NAMES = {Role.MASTER: "master", Role.SLAVE: "slave", Role.EQUAL: "equal", Role.NOCHANGE: "equal"}
-
 
 class Cluster:
     """The election loop and the roles of one instance.
@@ -143,9 +140,9 @@ class Cluster:
         for dpid in sorted(set(self.connected_since) | set(view.masters)):
             master = view.masters.get(dpid)
             role = self.roles.role(dpid)
-            name = ROLE_NAMES.get(role, "equal") if role is not None else None
+            name = ROLE_NAMES.get(role, ROLE_NAMES[Role.EQUAL]) if role is not None else None
             if role == Role.MASTER and not acting(dpid):
-                name = "promoting"
+                name = PROMOTING
             switches.append({"dpid": format_dpid(dpid), "master": self.master_of(dpid),
                              "generation": master.generation if master is not None else None, "role": name})
         return {

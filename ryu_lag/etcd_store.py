@@ -47,7 +47,7 @@ from etcd3gw.exceptions import ConnectionFailedError, ConnectionTimeoutError, Et
 
 from ryu_lag.config import NAME_RE, BondConfig, format_dpid
 from ryu_lag.store import DPID_TEXT_RE
-from ryu_lag.stores import ETCD_SCHEME, BondChange, SessionKey, Snapshot, StoreConflict, StoreError
+from ryu_lag.stores import ETCD_SCHEME, BondChange, SessionKey, Snapshot, StoreConflict, StoreError, take_changes
 
 LOG = logging.getLogger("ryu_lag.etcd_store")
 
@@ -225,11 +225,7 @@ class EtcdStore:
     # ---- changes -------------------------------------------------------------------------
     def poll_changes(self, timeout: float = 0.0) -> list[BondChange]:
         """Every writer's bond changes since the last call or ``load`` (waiting up to ``timeout`` s for one)."""
-        with self._cond:
-            if not self._changes and timeout > 0:
-                self._cond.wait(timeout)
-            changes, self._changes = self._changes, []
-        return changes
+        return take_changes(self._cond, self._changes, timeout)
 
     def _deliver(self, watch: _Watch, changes: list[BondChange]) -> bool:
         """Queue ``changes`` from ``watch`` unless a newer ``load`` replaced it; False once replaced."""

@@ -71,6 +71,12 @@ it sends, so a role change needs no new SET_ASYNC (Open vSwitch: ``ofconn_receiv
 it accepts SET_ASYNC from a slave)."""
 
 
+ROLE_NAMES = {Role.MASTER: "master", Role.SLAVE: "slave", Role.EQUAL: "equal"}
+"""This instance's role on a switch connection, as ``GET /lag/cluster`` names it (alone, it keeps EQUAL)."""
+PROMOTING = "promoting"
+"""The switch's MASTER, not acting yet: reading the switch to take it over."""
+
+
 @dataclass(frozen=True)
 class Master:
     """A switch's master as etcd says: the instance holding ``masters/<dpid>``, and the key's

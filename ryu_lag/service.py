@@ -218,11 +218,7 @@ class LagService:
             self.configs.setdefault(config.dpid, {})[config.name] = config
         self.revisions: dict[int, int] = dict(snapshot.revisions)  # each switch's store revision as applied here
         self.saved: dict[tuple[int, str], SavedBond] = {}
-        for (dpid, name), data in snapshot.sessions.items():
-            try:
-                self.saved[(dpid, name)] = SavedBond.from_dict(data)
-            except (ValueError, TypeError, KeyError):
-                continue  # a cache, not configuration: that bond negotiates afresh
+        self._remember(snapshot.sessions)
         self._unsaved: set[tuple[int, str]] = set()  # bonds whose sessions changed since the last save
         self._save_after = -math.inf
         self.switches: dict[int, SwitchRuntime] = {}
@@ -344,8 +340,8 @@ class LagService:
         """Write the sessions of the bonds that changed since the last save (``everything``: of every bond).
 
         One transaction; a refused write is reported and retried ``SAVE_RETRY`` later. Only a
-        switch's master saves. The shell calls this off the LACP clock's thread: a store that
-        hangs (etcd unreachable) delays saving, never LACP.
+        switch's master runs its bonds, so only it saves. The shell calls this off the LACP
+        clock's thread: a store that hangs (etcd unreachable) delays saving, never LACP.
         """
         effects = Effects()
         if everything:
@@ -354,9 +350,6 @@ class LagService:
             return effects
         for dpid, name in list(self._unsaved):
             runtime = self.switches.get(dpid)
-            if runtime is not None and not runtime.master:
-                self._unsaved.discard((dpid, name))  # the switch's master saves its sessions
-                continue
             bond = runtime.bonds.get(name) if runtime is not None else None
             if bond is not None:
                 self.saved[(dpid, name)] = SavedBond(bond.group_id, bond.engine.sessions())
@@ -377,8 +370,6 @@ class LagService:
         """
         effects = Effects()
         for runtime in self.switches.values():
-            if not runtime.master:
-                continue
             for bond in runtime.bonds.values():
                 for port in sorted(bond.enabled):
                     member = bond.engine.members[port]
@@ -470,11 +461,7 @@ class LagService:
         runtime = self.switches.get(dpid)
         if runtime is None:
             return Effects()
-        for name, data in sessions.items():
-            try:
-                self.saved[(dpid, name)] = SavedBond.from_dict(data)
-            except (ValueError, TypeError, KeyError):
-                self.saved.pop((dpid, name), None)  # that bond negotiates afresh
+        self._remember({(dpid, name): data for name, data in sessions.items()})
         return self.switch_connected(dpid, list(runtime.ports.values()), runtime.system, runtime.meters, now,
                                      observed=observed, master=True)
 
@@ -585,6 +572,15 @@ class LagService:
         )
 
     # ---- internals ---------------------------------------------------------
+    def _remember(self, sessions: dict[tuple[int, str], Any]) -> None:
+        """Keep stored session state to resume bonds from; a malformed entry is dropped (a cache,
+        not configuration: that bond negotiates afresh)."""
+        for key, data in sessions.items():
+            try:
+                self.saved[key] = SavedBond.from_dict(data)
+            except (ValueError, TypeError, KeyError):
+                self.saved.pop(key, None)
+
     def _runtime(self, dpid: int, ports: dict[int, PortDesc], system: str, meters: bool, master: bool) -> SwitchRuntime:
         """A connected switch's runtime, without bonds yet, in place of any earlier one (whose timers lapse)."""
         runtime = SwitchRuntime(

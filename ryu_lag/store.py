@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ryu_lag.config import BondConfig, ConfigError, format_dpid
-from ryu_lag.stores import BondChange, SessionKey, Snapshot, StoreConflict, StoreError, sqlite_url
+from ryu_lag.stores import BondChange, SessionKey, Snapshot, StoreConflict, StoreError, sqlite_url, take_changes
 
 __all__ = ["BondStore", "StoreConflict", "StoreError"]
 
@@ -245,11 +245,7 @@ class BondStore:
 
     def poll_changes(self, timeout: float = 0.0) -> list[BondChange]:
         """This store's bond changes since the last call or ``load`` (waiting up to ``timeout`` s for one)."""
-        with self._cond:
-            if not self._changes and timeout > 0:
-                self._cond.wait(timeout)
-            changes, self._changes = self._changes, []
-        return changes
+        return take_changes(self._cond, self._changes, timeout)
 
     def put_sessions(self, rows: Iterable[tuple[int, str, dict[str, Any]]]) -> None:
         """Insert or replace the session state of each (dpid, bond name), all in one transaction."""

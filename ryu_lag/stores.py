@@ -27,6 +27,7 @@ Both keep the same rules (:class:`Store`):
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -122,6 +123,17 @@ class Store(Protocol):
 
     def delete(self, dpid: int, name: str) -> None:
         """``delete_bond(dpid, name)`` without a revision check."""
+
+
+def take_changes(cond: threading.Condition, pending: list[BondChange], timeout: float) -> list[BondChange]:
+    """A store's ``poll_changes``: under ``cond`` (which writers notify), wait up to ``timeout`` s
+    for a change if none is ``pending``, then take them all."""
+    with cond:
+        if not pending and timeout > 0:
+            cond.wait(timeout)
+        taken = pending[:]
+        pending.clear()
+    return taken
 
 
 @dataclass(frozen=True)
