@@ -333,7 +333,7 @@ class LagApp(app_manager.RyuApp):
     def _read_for_take_over(self, handshake: _Handshake, meters: bool) -> None:
         dpid = handshake.datapath.id
         try:
-            handshake.sessions = {name: data for (d, name), data in self.store.load_sessions().items() if d == dpid}
+            handshake.sessions = {name: data for (_, name), data in self.store.load_sessions(dpid).items()}
         except StoreError as exc:
             LOG.warning("switch %016x: the saved LACP sessions cannot be read (%s): its members negotiate afresh",
                         dpid, exc)

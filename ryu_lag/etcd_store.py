@@ -124,22 +124,18 @@ class EtcdStore:
                 if config is not None:
                     bonds[(dpid, name)] = (int(kv["create_revision"]), config)
         ordered = sorted(bonds.items(), key=lambda item: (item[0][0], item[1][0]))  # dpid, then creation
-        sessions = {}
-        for kv in sessions_kvs:
-            key = _parse_session_key(kv["key"])
-            state = _json_object(kv.get("value", b""))
-            if key is not None and state is not None:
-                sessions[key] = state
-        snapshot = Snapshot([config for _, (_, config) in ordered], sessions, revisions, revision)
+        snapshot = Snapshot([config for _, (_, config) in ordered], _sessions(sessions_kvs), revisions, revision)
         return snapshot, {key: config for key, (_, config) in ordered}
 
     def load_all(self) -> list[BondConfig]:
         """Every valid stored bond (invalid values are logged and skipped)."""
         return self._read_snapshot()[0].bonds
 
-    def load_sessions(self) -> dict[SessionKey, dict[str, Any]]:
-        """Stored session state by (dpid, bond name); a value that is not a JSON object is left out."""
-        return self._read_snapshot()[0].sessions
+    def load_sessions(self, dpid: int | None = None) -> dict[SessionKey, dict[str, Any]]:
+        """Stored session state by (dpid, bond name), of every switch or of ``dpid``'s; a value that
+        is not a JSON object is left out."""
+        prefix = SESSIONS if dpid is None else f"{SESSIONS}{format_dpid(dpid)}/"
+        return _sessions(self._range_all(prefix)[0])
 
     def _range_all(self, prefix: str, revision: int | None = None) -> tuple[list[dict[str, Any]], int]:
         """Every key-value under ``prefix`` (keys and values decoded to str/bytes) at one revision."""
@@ -441,6 +437,17 @@ def _parse_session_key(key: str) -> SessionKey | None:
     parts = key[len(SESSIONS):].split("/") if key.startswith(SESSIONS) else []
     dpid = _parse_dpid(parts[0]) if len(parts) == 2 else None
     return (dpid, parts[1]) if dpid is not None else None
+
+
+def _sessions(kvs: list[dict[str, Any]]) -> dict[SessionKey, dict[str, Any]]:
+    """Session keys and values as session state by (dpid, bond name); anything else left out."""
+    sessions = {}
+    for kv in kvs:
+        key = _parse_session_key(kv["key"])
+        state = _json_object(kv.get("value", b""))
+        if key is not None and state is not None:
+            sessions[key] = state
+    return sessions
 
 
 def _json_object(value: bytes) -> dict[str, Any] | None:

@@ -253,27 +253,29 @@ class BondStore:
         if args:
             self._write((UPSERT_SESSION, args))
 
-    def load_sessions(self) -> dict[SessionKey, dict[str, Any]]:
-        """Stored session state by (dpid, bond name); a row that does not decode is left out.
+    def load_sessions(self, dpid: int | None = None) -> dict[SessionKey, dict[str, Any]]:
+        """Stored session state by (dpid, bond name), of every switch or of ``dpid``'s; a row that
+        does not decode is left out.
 
         Session state is a cache (the configuration is the truth), so a bad row is no error.
         """
         sessions = {}
-        for column, name, text in self._read("SELECT dpid, name, state FROM sessions"):
+        query = "SELECT dpid, name, state FROM sessions" + (" WHERE dpid = ?" if dpid is not None else "")
+        for column, name, text in self._read(query, () if dpid is None else (format_dpid(dpid),)):
             try:
                 state = json.loads(text)
             except (ValueError, TypeError):
                 continue
-            dpid = _decode_dpid(column)
-            if dpid is not None and isinstance(name, str) and isinstance(state, dict):
-                sessions[(dpid, name)] = state
+            row_dpid = _decode_dpid(column)
+            if row_dpid is not None and isinstance(name, str) and isinstance(state, dict):
+                sessions[(row_dpid, name)] = state
         return sessions
 
-    def _read(self, sql: str) -> list[tuple[Any, ...]]:
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Every row of one query."""
         try:
             with self._cond:
-                return self._db.execute(sql).fetchall()
+                return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"state database {self.path}: read failed: {exc}") from exc
 

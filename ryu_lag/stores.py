@@ -105,6 +105,10 @@ class Store(Protocol):
     def put_sessions(self, rows: Iterable[tuple[int, str, dict[str, Any]]]) -> None:
         """Insert or replace the session state of each (dpid, bond name), as one batch."""
 
+    def load_sessions(self, dpid: int | None = None) -> dict[SessionKey, dict[str, Any]]:
+        """Stored session state by (dpid, bond name) (``load().sessions``), or only ``dpid``'s
+        (what a new master of that switch resumes from)."""
+
     def poll_changes(self, timeout: float = 0.0) -> list[BondChange]:
         """The changes since the last call (waiting up to ``timeout`` s for the first), oldest first."""
 
@@ -114,9 +118,6 @@ class Store(Protocol):
     # The single-instance spelling, kept for existing callers.
     def load_all(self) -> list[BondConfig]:
         """Every stored bond (``load().bonds``)."""
-
-    def load_sessions(self) -> dict[SessionKey, dict[str, Any]]:
-        """Stored session state by (dpid, bond name) (``load().sessions``)."""
 
     def put(self, config: BondConfig) -> None:
         """``put_bond(config)`` without a revision check."""
@@ -244,8 +245,8 @@ class TimedStore:
         rows = list(rows)
         self._timed(lambda: self.store.put_sessions(rows))
 
-    def load_sessions(self) -> dict[SessionKey, dict[str, Any]]:
-        return self._timed(self.store.load_sessions)
+    def load_sessions(self, dpid: int | None = None) -> dict[SessionKey, dict[str, Any]]:
+        return self._timed(lambda: self.store.load_sessions(dpid))
 
     def poll_changes(self, timeout: float = 0.0) -> list[BondChange]:
         return self.store.poll_changes(timeout)

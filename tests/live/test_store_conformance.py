@@ -150,6 +150,15 @@ def test_sessions_round_trip_in_batches_and_go_with_their_bond(backend: Backend)
     assert (1, "b0") not in store.load_sessions() and store.load_sessions()[(1, "b1")] == {"n": 1}
 
 
+def test_one_switch_s_sessions_are_read_alone(backend: Backend) -> None:
+    store = backend.open()
+    store.put_sessions([(1, "b0", {"n": 1}), (0x10, "b0", {"n": 16}), (2**64 - 1, "b0", {"n": -1})])
+    assert store.load_sessions(1) == {(1, "b0"): {"n": 1}}  # not 0x10's, whose key starts the same
+    assert store.load_sessions(2**64 - 1) == {(2**64 - 1, "b0"): {"n": -1}}
+    assert store.load_sessions(7) == {}
+    assert len(store.load_sessions()) == 3
+
+
 def test_a_stale_expect_is_refused_and_writes_nothing(backend: Backend) -> None:
     store = backend.open()
     seen = store.put_bond(bond(5, "b0"), expect=0)
